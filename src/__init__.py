@@ -1,0 +1,1 @@
+"""Directional pruning with gRDA: optimizer, models, data and training harness."""
