@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -115,9 +116,15 @@ class Config:
     notes: Any = None
 
 
+def run_name(override_dirname: str) -> str:
+    """Run-directory name from the command line's overrides ('base' when there are none)."""
+    return override_dirname.replace("/", "_") or "base"
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=Config)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 register_configs()

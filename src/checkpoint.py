@@ -1,0 +1,113 @@
+"""Checkpoints: atomic writes, safe loads (weights_only=True), and clear errors for bad files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from src.errors import CheckpointError
+from src.sparsity import clean_name
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` with torch.save to a temp file beside ``path``, fsync it, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Atomically replace a small text file (summary.json, metrics.csv)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True; a missing or unreadable file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: '{path}' (check the path)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"'{path}' is not a readable PyTorch checkpoint (truncated, corrupt or another format): {reason}"
+        ) from None
+
+
+def extract_state_dict(obj: Any, path: str | os.PathLike = "checkpoint") -> Dict[str, Tensor]:
+    """Model weights from a harness checkpoint ({'model': ...}), an authors' file ({'state_dict': ...})
+    or a bare state_dict; DDP's ``module.`` and torch.compile's ``_orig_mod.`` prefixes removed."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"'{path}' holds no model weights: expected a state_dict, {{'model': state_dict}} or {{'state_dict': state_dict}}"
+        )
+    return {clean_name(k): v for k, v in obj.items()}
+
+
+def load_model_weights(model: nn.Module, state_dict: Mapping[str, Tensor], path: str | os.PathLike = "checkpoint") -> None:
+    """Load weights strictly; a mismatch names the first missing/unexpected key or shape."""
+    target = model.module if hasattr(model, "module") else model
+    target = getattr(target, "_orig_mod", target)
+    expected = target.state_dict()
+    for key, value in expected.items():
+        if key not in state_dict:
+            raise CheckpointError(f"'{path}' does not fit this model: missing key '{key}' (is it from another model?)")
+        if tuple(state_dict[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"'{path}' does not fit this model: '{key}' has shape {tuple(state_dict[key].shape)} "
+                f"in the file but {tuple(value.shape)} in the model (another model or number of classes?)"
+            )
+    unexpected = [k for k in state_dict if k not in expected]
+    if unexpected:
+        raise CheckpointError(f"'{path}' does not fit this model: unexpected key '{unexpected[0]}' (is it from another model?)")
+    target.load_state_dict(state_dict, strict=True)
