@@ -88,6 +88,7 @@ class TrainerConfig:
     # AMP autocast dtype on CUDA: bf16 (off by default because it changes numerics).
     amp: bool = False
     workers: int = -1  # -1: choose from the CPU count
+    threads: int = -1  # torch intra-op threads per process; -1: PyTorch's default
     pin_memory: bool = True
     persistent_workers: bool = True
     log_interval: int = 50  # optimizer steps between TensorBoard scalar writes

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
+import logging
 import os
 import sys
 import time
@@ -48,11 +48,14 @@ CHECKPOINT = "checkpoint.pth"
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 # Keys that may differ between a run and its resumption without changing what it computes.
+log = logging.getLogger("train")
+
 RUNTIME_KEYS = {
     "data.root",
     "data.download",
     "trainer.device",
     "trainer.workers",
+    "trainer.threads",
     "trainer.pin_memory",
     "trainer.persistent_workers",
     "trainer.progress",
@@ -453,6 +456,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     world = Dist()
     validate(cfg, world)
     device = pick_device(cfg, world)
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
     init_distributed(cfg, world, device)
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -493,10 +498,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
 
         writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=global_step if global_step else None)
         state = f"resuming after epoch {start_epoch}" if ckpt is not None else "starting"
-        print(f"[train] {state}: {cfg.experiment} -> {run_dir}" + (f" ({lr_note})" if lr_note else ""), flush=True)
+        log.info(f"{state}: {cfg.experiment} -> {run_dir}" + (f" ({lr_note})" if lr_note else ""))
 
     loss_fn = nn.CrossEntropyLoss()
-    log = StepLog(device)
+    step_log = StepLog(device)
     for epoch in range(start_epoch, cfg.trainer.epochs):
         t0 = time.time()
         seed = epoch_seed(cfg, epoch, world.rank)
@@ -504,7 +509,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         set_loader_epoch(train_loader, seed, epoch)
         lr_now = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(
-            train_model, train_loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, log
+            train_model, train_loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, step_log
         )
         global_step = train.pop("global_step")
         check_weights_finite(model, epoch)
@@ -527,10 +532,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         history.append(row)
         if world.is_main:
             log_epoch(writer, row, layers, global_step)
-            print(
-                f"[train] epoch {epoch + 1}/{cfg.trainer.epochs} train_loss={row['train_loss']:.4f} "
-                f"test_acc={row['test_acc']:.2f} sparsity={row['sparsity']:.2f}% time={row['epoch_time_s']:.1f}s",
-                flush=True,
+            log.info(
+                f"epoch {epoch + 1}/{cfg.trainer.epochs} train_loss={row['train_loss']:.4f} "
+                f"test_acc={row['test_acc']:.2f} sparsity={row['sparsity']:.2f}% time={row['epoch_time_s']:.1f}s"
             )
             last = epoch + 1 == cfg.trainer.epochs
             if (epoch + 1) % cfg.trainer.checkpoint_every == 0 or last:
@@ -557,7 +561,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         summary = write_summary(cfg, cfg_dict, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note)
         if writer is not None:
             writer.close()
-        print(f"[train] done: test_acc={summary['test_acc']:.2f}% sparsity={summary['sparsity']:.2f}% -> {run_dir}")
+        log.info(f"done: test_acc={summary['test_acc']:.2f}% sparsity={summary['sparsity']:.2f}% -> {run_dir}")
     if world.enabled:
         dist.barrier()
         dist.destroy_process_group()
