@@ -73,7 +73,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else type(e).__name__
         raise CheckpointError(
             f"'{path}' is not a readable PyTorch checkpoint (truncated, corrupt or another format): {reason}"
         ) from None

@@ -42,7 +42,7 @@ from src.models import build_model
 from src.optim.build import build_optimizer, describe, effective_lr
 from src.optim.grda import GRDA
 from src.schedule import build_scheduler
-from src.sparsity import format_table, layer_sparsity, summarize
+from src.sparsity import layer_sparsity, summarize
 
 CHECKPOINT = "checkpoint.pth"
 SUMMARY = "summary.json"
@@ -497,7 +497,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=global_step if global_step else None)
-        state = f"resuming after epoch {start_epoch}" if ckpt is not None else "starting"
+        state = "starting"
+        if ckpt is not None:
+            done = start_epoch >= cfg.trainer.epochs
+            state = f"already complete ({start_epoch} epochs)" if done else f"resuming after epoch {start_epoch}"
         log.info(f"{state}: {cfg.experiment} -> {run_dir}" + (f" ({lr_note})" if lr_note else ""))
 
     loss_fn = nn.CrossEntropyLoss()
@@ -556,9 +559,14 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if world.enabled:
             dist.barrier()
 
+    rank_diff = max_rank_difference(model) if world.enabled else None
     summary = None
     if world.is_main:
-        summary = write_summary(cfg, cfg_dict, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note)
+        if rank_diff is not None:
+            log.info(f"ranks agree: largest parameter difference from rank 0 is {rank_diff:g}")
+        summary = write_summary(
+            cfg, cfg_dict, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note, rank_diff
+        )
         if writer is not None:
             writer.close()
         log.info(f"done: test_acc={summary['test_acc']:.2f}% sparsity={summary['sparsity']:.2f}% -> {run_dir}")
@@ -568,7 +576,20 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     return summary or {}
 
 
-def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str) -> Dict[str, Any]:
+@torch.no_grad()
+def max_rank_difference(model: nn.Module) -> float:
+    """Largest |w - w_rank0| over all parameters and ranks (0.0 when DDP kept them in sync)."""
+    diff = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
+    for p in model.parameters():
+        reference = p.detach().clone()
+        dist.broadcast(reference, src=0)
+        diff = torch.maximum(diff, (p.detach() - reference).abs().max().double())
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
+def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
+                  rank_diff: Optional[float] = None) -> Dict[str, Any]:
     layers = layer_sparsity(model)
     totals = summarize(layers)
     last = history[-1] if history else {}
@@ -590,6 +611,8 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
         "wall_time_s": wall_time,
         "checkpoint": CHECKPOINT,
         "checkpoint_bytes": (run_dir / CHECKPOINT).stat().st_size if (run_dir / CHECKPOINT).exists() else None,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "ddp_max_param_diff": rank_diff,
         "per_layer": {k: {kk: v[kk] for kk in ("numel", "zeros", "sparsity")} for k, v in totals["per_layer"].items()},
     }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", run_dir / SUMMARY)

@@ -1,0 +1,272 @@
+"""The training entrypoint end to end: configs, runs, resume, DDP, outputs and errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from src import config as _config  # noqa: F401  (registers schema and resolvers)
+from src.schedule import lr_factor
+from src.sparsity import layer_sparsity, summarize
+from tests.fakedata import make_cifar_folder, make_imagenet, make_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = str(ROOT / "configs")
+PRESETS = ["default", "cifar10_keras_cnn", "cifar10_wrn28x10", "cifar100_wrn28x10", "imagenet_resnet50", "mnist_lenet5"]
+
+
+def compose_cfg(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def train(run_dir, *overrides, check=True, env=None, timeout=600):
+    cmd = [sys.executable, "src/train.py", f"hydra.run.dir={run_dir}", "trainer.progress=false", *overrides]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def summary(run_dir):
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes(preset):
+    cfg = compose_cfg(f"experiment={preset}")
+    assert cfg.experiment == preset
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_paper_settings_in_presets():
+    keras = compose_cfg("experiment=cifar10_keras_cnn")
+    assert (keras.model.name, keras.data.name, keras.trainer.batch_size) == ("keras_cnn", "cifar10", 10)
+    assert (keras.optim.lr, keras.optim.c, keras.data.augment, keras.data.normalize) == (0.005, 0.005, "none", False)
+    for name, classes in (("cifar100_wrn28x10", "cifar100"), ("cifar10_wrn28x10", "cifar10")):
+        wrn = compose_cfg(f"experiment={name}")
+        assert (wrn.model.depth, wrn.model.widen_factor, wrn.model.dropout, wrn.data.name) == (28, 10, 0.0, classes)
+        assert (wrn.optim.lr, wrn.optim.c, wrn.optim.momentum, wrn.optim.weight_decay) == (0.1, 0.001, 0.0, 0.0)
+        assert (wrn.trainer.batch_size, wrn.trainer.epochs, wrn.schedule.name, wrn.data.augment) == (128, 200, "wrn", "crop_flip")
+    imagenet = compose_cfg("experiment=imagenet_resnet50")
+    assert (imagenet.trainer.batch_size, imagenet.optim.lr, imagenet.optim.c, imagenet.optim.momentum) == (256, 0.1, 0.005, 0.0)
+    assert list(imagenet.schedule.milestones) == [140] and imagenet.data.augment == "imagenet"
+    mnist = compose_cfg("experiment=mnist_lenet5")
+    assert (mnist.trainer.batch_size, mnist.trainer.epochs, mnist.optim.c, mnist.optim.mu) == (64, 10, 0.1, 0.5)
+
+
+def test_optimizer_group_override_in_preset():
+    cfg = compose_cfg("experiment=cifar10_keras_cnn", "optim=adam", "optim.lr=0.001")
+    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 0.001)
+
+
+@pytest.mark.parametrize("override", ["optim.lr=abc", "trainer.epochs=1.5", "optim.nonexistent=1", "model=nope", "experiment=nope"])
+def test_bad_overrides_fail_at_composition(override):
+    with pytest.raises(Exception):
+        compose_cfg(override)
+
+
+def test_schedules_per_epoch():
+    wrn = compose_cfg("experiment=cifar100_wrn28x10").schedule
+    f = lr_factor(wrn, 200)
+    assert [f(e) for e in (0, 100)] == [1.0, 1.0]
+    assert f(140) == pytest.approx(1 - 0.5 * 0.99)
+    assert [f(e) for e in (180, 199)] == [pytest.approx(0.01)] * 2
+    mnist = lr_factor(compose_cfg("experiment=mnist_lenet5").schedule, 10)
+    # 1-based epochs 1-2 at 0.01, 3-5 at 1e-3, 6-8 at 1e-4, 9-10 at 1e-5.
+    assert [round(mnist(e), 12) for e in range(10)] == [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001]
+    imagenet = lr_factor(compose_cfg("experiment=imagenet_resnet50").schedule, 150)
+    assert (imagenet(139), imagenet(140)) == (1.0, pytest.approx(0.1))
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("digits")
+    train(base / "grda")
+    train(base / "sgd", "optim=sgd")
+    return base
+
+
+def test_default_run_outputs(digits_runs):
+    run = digits_runs / "grda"
+    for name in ("config.yaml", "metrics.csv", "checkpoint.pth", "summary.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    s = summary(run)
+    for key in ("test_acc", "sparsity", "sparsity_weights", "num_params", "num_zeros", "epochs", "per_layer",
+                "optimizer", "wall_time_s", "experiment"):
+        assert key in s, key
+    assert s["optimizer"]["name"] == "grda" and s["epochs"] == 30 and s["experiment"] == "default"
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
+    # summary.json counts agree with a direct count of the checkpoint's weights
+    weights = torch.load(run / "checkpoint.pth", weights_only=True)["model"]
+    zeros = sum(int((v == 0).sum()) for v in weights.values())
+    assert s["num_zeros"] == zeros and s["num_params"] == sum(v.numel() for v in weights.values())
+
+
+def test_tensorboard_has_per_layer_sparsity(digits_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(digits_runs / "grda" / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in ("train/loss", "test/acc", "lr", "sparsity/global", "grda/threshold", "sparsity/layers.fc1.weight"):
+        assert tag in tags["scalars"], tag
+    assert "sparsity/per_layer" in tags["images"]
+
+
+def test_grda_sparse_and_as_accurate_as_sgd(digits_runs):
+    grda, sgd = summary(digits_runs / "grda"), summary(digits_runs / "sgd")
+    assert grda["sparsity"] >= 50.0
+    assert sgd["sparsity"] < 1.0
+    assert grda["test_acc"] >= sgd["test_acc"] - 3.0
+    assert grda["test_acc"] > 90.0
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    common = ["trainer.epochs=4", "optim.c=0.01", "trainer.log_interval=7"]
+    train(tmp_path / "straight", *common)
+    train(tmp_path / "split", "trainer.epochs=2", *common[1:])
+    second = train(tmp_path / "split", *common, "trainer.allow_config_change=true")
+    assert "resuming after epoch 2" in second.stdout + second.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for pid, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["accumulator"], b["optimizer"]["state"][pid]["accumulator"])
+        assert state["tau"] == b["optimizer"]["state"][pid]["tau"]
+    drop = lambda s: {k: v for k, v in s.items() if k != "wall_time_s" and k != "checkpoint_bytes"}  # noqa: E731
+    assert drop(summary(tmp_path / "straight")) == drop(summary(tmp_path / "split"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]  # noqa: E731
+    rows = [strip(csv.DictReader((tmp_path / d / "metrics.csv").open())) for d in ("straight", "split")]
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+
+
+def test_resume_refuses_changed_config(tmp_path):
+    train(tmp_path, "trainer.epochs=1")
+    proc = train(tmp_path, "trainer.epochs=1", "optim.mu=0.6", check=False)
+    assert proc.returncode == 2
+    assert "optim.mu: 0.7 -> 0.6" in proc.stderr and "allow_config_change" in proc.stderr
+
+
+def test_run_dir_follows_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src/train.py"), "trainer.epochs=1", "optim.mu=0.6", "trainer.progress=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "default" / "optim.mu=0.6,trainer.epochs=1" / "summary.json").is_file()
+
+
+def test_init_from_checkpoint(digits_runs, tmp_path):
+    ckpt = digits_runs / "grda" / "checkpoint.pth"
+    # Authors' layout: {'state_dict': ...} with DDP's 'module.' prefixes.
+    weights = torch.load(ckpt, weights_only=True)["model"]
+    torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}}, tmp_path / "authors.pth")
+    proc = train(tmp_path / "run", f"model.init_from={tmp_path / 'authors.pth'}", "optim=sgd", "optim.lr=1e-9",
+                 "trainer.epochs=1")
+    assert "error" not in proc.stderr.lower()
+    assert summary(tmp_path / "run")["test_acc"] == pytest.approx(summary(digits_runs / "grda")["test_acc"], abs=0.01)
+
+
+def test_lr_scaled_linearly_when_batch_differs(tmp_path):
+    train(tmp_path, "optim.reference_batch_size=64", "trainer.batch_size=32", "trainer.epochs=1")
+    opt = summary(tmp_path)["optimizer"]
+    assert opt["lr"] == pytest.approx(0.15) and "scaled linearly" in opt["lr_note"]
+    assert "lr_note" in OmegaConf.load(tmp_path / "config.yaml").optim
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("optim.lr=-1", "optim.lr must be > 0"),
+        ("optim.c=-0.1", "optim.c must be >= 0"),
+        ("optim.mu=0", "optim.mu must be > 0"),
+        ("trainer.epochs=0", "trainer.epochs must be > 0"),
+        ("trainer.batch_size=0", "trainer.batch_size must be > 0"),
+        ("experiment=cifar10_keras_cnn", "not found"),
+    ],
+)
+def test_bad_values_give_one_line(tmp_path, override, message):
+    proc = train(tmp_path, override, "data.root=" + str(tmp_path / "missing"), check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+# ------------------------------------------------------------------- presets at tiny size
+
+
+@pytest.mark.slow
+def test_keras_cnn_preset_tiny(tmp_path):
+    make_cifar_folder(tmp_path / "cifar", n_train=4, n_test=2)
+    train(tmp_path / "run", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'cifar'}", "trainer.epochs=2")
+    s = summary(tmp_path / "run")
+    assert s["model"] == "keras_cnn" and s["epochs"] == 2 and s["num_params"] == 1_250_858 - 7 * 513
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["cifar10_wrn28x10", "cifar100_wrn28x10"])
+def test_wrn_presets_tiny(tmp_path, preset):
+    make_cifar_folder(tmp_path / "cifar", n_train=3, n_test=2)
+    train(tmp_path / "run", f"experiment={preset}", f"data.root={tmp_path / 'cifar'}", "model.depth=10",
+          "model.widen_factor=1", "trainer.epochs=2", "trainer.batch_size=4")
+    s = summary(tmp_path / "run")
+    assert s["model"] == "wrn" and s["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_imagenet_preset_tiny(tmp_path):
+    make_imagenet(tmp_path / "imagenet", n=2)
+    train(tmp_path / "run", "experiment=imagenet_resnet50", f"data.root={tmp_path / 'imagenet'}", "trainer.epochs=1",
+          "trainer.batch_size=2", "data.eval_batch_size=2", "trainer.workers=0")
+    s = summary(tmp_path / "run")
+    assert s["model"] == "resnet50" and s["optimizer"]["lr"] == pytest.approx(0.1 * 2 / 256)
+
+
+@pytest.mark.slow
+def test_mnist_preset_tiny(tmp_path):
+    make_mnist(tmp_path / "mnist", n_train=16, n_test=8)
+    train(tmp_path / "run", "experiment=mnist_lenet5", f"data.root={tmp_path / 'mnist'}", "trainer.epochs=3")
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.001])
+    assert summary(tmp_path / "run")["num_params"] == 431_080
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "src/train.py", f"hydra.run.dir={tmp_path}", "trainer.epochs=3", "trainer.progress=false",
+           "trainer.device=cpu", "trainer.threads=1"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = summary(tmp_path)
+    assert s["world_size"] == 2 and s["ddp_max_param_diff"] == 0.0
+    assert s["sparsity"] > 0 and s["epochs"] == 3
+    # each rank takes 719 of the 1437 images in batches of 16: 45 steps per epoch, like one process at 32
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert int(rows[-1]["step"]) == 3 * 45
