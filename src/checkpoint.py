@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
@@ -71,8 +70,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: '{path}' (check the path)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on an unusual pickle protocol
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # any failure to parse means the file is not a usable checkpoint
         text = str(e).strip()
         reason = text.splitlines()[0].split(". ")[0] if text else type(e).__name__
         raise CheckpointError(

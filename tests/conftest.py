@@ -5,3 +5,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def preset_runs(tmp_path_factory):
+    """Every paper preset trained at tiny size on generated data, under one runs/ tree."""
+    from tests.fakedata import make_cifar_folder, make_imagenet, make_mnist
+    from tests.helpers import train
+
+    base = tmp_path_factory.mktemp("presets")
+    data, runs = base / "data", base / "runs"
+    make_cifar_folder(data / "cifar", n_train=4, n_test=2)
+    make_imagenet(data / "imagenet", n=2)
+    make_mnist(data / "mnist", n_train=16, n_test=8)
+    tiny_wrn = ["model.depth=10", "model.widen_factor=1", "trainer.epochs=2", "trainer.batch_size=4"]
+    plan = {
+        "cifar10_keras_cnn": [f"data.root={data / 'cifar'}", "trainer.epochs=2"],
+        "cifar10_wrn28x10": [f"data.root={data / 'cifar'}", *tiny_wrn],
+        "cifar100_wrn28x10": [f"data.root={data / 'cifar'}", *tiny_wrn],
+        "imagenet_resnet50": [f"data.root={data / 'imagenet'}", "trainer.epochs=1", "trainer.batch_size=2",
+                              "data.eval_batch_size=2", "trainer.workers=0"],
+        "mnist_lenet5": [f"data.root={data / 'mnist'}", "trainer.epochs=3"],
+    }
+    out = {}
+    for preset, overrides in plan.items():
+        out[preset] = runs / preset / "tiny"
+        train(out[preset], f"experiment={preset}", *overrides)
+    out["runs"] = runs
+    return out

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +14,7 @@ from omegaconf import OmegaConf
 
 from src import config as _config  # noqa: F401  (registers schema and resolvers)
 from src.schedule import lr_factor
-from src.sparsity import layer_sparsity, summarize
-from tests.fakedata import make_cifar_folder, make_imagenet, make_mnist
+from tests.helpers import summary, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
@@ -29,18 +26,6 @@ def compose_cfg(*overrides):
         return compose(config_name="train", overrides=list(overrides))
 
 
-def train(run_dir, *overrides, check=True, env=None, timeout=600):
-    cmd = [sys.executable, "src/train.py", f"hydra.run.dir={run_dir}", "trainer.progress=false", *overrides]
-    proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def summary(run_dir):
-    return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
 # ---------------------------------------------------------------------------- configs
@@ -222,39 +207,31 @@ def test_bad_values_give_one_line(tmp_path, override, message):
 
 
 @pytest.mark.slow
-def test_keras_cnn_preset_tiny(tmp_path):
-    make_cifar_folder(tmp_path / "cifar", n_train=4, n_test=2)
-    train(tmp_path / "run", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'cifar'}", "trainer.epochs=2")
-    s = summary(tmp_path / "run")
+def test_keras_cnn_preset_tiny(preset_runs):
+    s = summary(preset_runs["cifar10_keras_cnn"])
     assert s["model"] == "keras_cnn" and s["epochs"] == 2 and s["num_params"] == 1_250_858 - 7 * 513
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["cifar10_wrn28x10", "cifar100_wrn28x10"])
-def test_wrn_presets_tiny(tmp_path, preset):
-    make_cifar_folder(tmp_path / "cifar", n_train=3, n_test=2)
-    train(tmp_path / "run", f"experiment={preset}", f"data.root={tmp_path / 'cifar'}", "model.depth=10",
-          "model.widen_factor=1", "trainer.epochs=2", "trainer.batch_size=4")
-    s = summary(tmp_path / "run")
-    assert s["model"] == "wrn" and s["epochs"] == 2
+def test_wrn_presets_tiny(preset_runs, preset):
+    s = summary(preset_runs[preset])
+    assert s["model"] == "wrn" and s["epochs"] == 2 and s["experiment"] == preset
 
 
 @pytest.mark.slow
-def test_imagenet_preset_tiny(tmp_path):
-    make_imagenet(tmp_path / "imagenet", n=2)
-    train(tmp_path / "run", "experiment=imagenet_resnet50", f"data.root={tmp_path / 'imagenet'}", "trainer.epochs=1",
-          "trainer.batch_size=2", "data.eval_batch_size=2", "trainer.workers=0")
-    s = summary(tmp_path / "run")
+def test_imagenet_preset_tiny(preset_runs):
+    s = summary(preset_runs["imagenet_resnet50"])
     assert s["model"] == "resnet50" and s["optimizer"]["lr"] == pytest.approx(0.1 * 2 / 256)
+    assert "scaled linearly" in s["optimizer"]["lr_note"]
 
 
 @pytest.mark.slow
-def test_mnist_preset_tiny(tmp_path):
-    make_mnist(tmp_path / "mnist", n_train=16, n_test=8)
-    train(tmp_path / "run", "experiment=mnist_lenet5", f"data.root={tmp_path / 'mnist'}", "trainer.epochs=3")
-    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+def test_mnist_preset_tiny(preset_runs):
+    run = preset_runs["mnist_lenet5"]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.001])
-    assert summary(tmp_path / "run")["num_params"] == 431_080
+    assert summary(run)["num_params"] == 431_080
 
 
 @pytest.mark.slow
