@@ -77,6 +77,12 @@ class Dist:
     """Rank facts for this process (a single process is rank 0 of 1)."""
 
     def __init__(self) -> None:
+        if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
+            # Launched by Hydra's submitit launcher (SLURM or local): one task per GPU, and
+            # submitit knows the ranks and the master node; export them for init_process_group.
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))

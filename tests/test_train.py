@@ -247,3 +247,20 @@ def test_torchrun_ddp_two_processes(tmp_path):
     # each rank takes 719 of the 1437 images in batches of 16: 45 steps per epoch, like one process at 32
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert int(rows[-1]["step"]) == 3 * 45
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_ddp_and_resubmit(tmp_path):
+    """The SLURM path (Hydra's submitit launcher, one task per device) run with submitit's local executor."""
+    cmd = [sys.executable, "src/train.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+           "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={tmp_path}", "trainer.device=cpu", "trainer.threads=1",
+           "trainer.progress=false", "trainer.epochs=2"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = tmp_path / "trainer.epochs=2"
+    s = summary(run)
+    assert s["world_size"] == 2 and s["ddp_max_param_diff"] == 0.0 and s["epochs"] == 2
+    # A resubmitted job (after preemption) finds its run directory and checkpoint again.
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert "already complete (2 epochs)" in (run / "train.log").read_text()
