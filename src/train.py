@@ -265,6 +265,7 @@ def train_one_epoch(
     epoch_correct = torch.zeros((), device=device, dtype=torch.int64)
     epoch_count = 0
     bar = progress_bar(cfg, world, loader, epoch)
+    started = time.perf_counter()
     for i, (images, target) in enumerate(bar if bar is not None else loader):
         if max_steps is not None and i >= max_steps:
             break
@@ -301,11 +302,19 @@ def train_one_epoch(
     epoch_correct += log.correct
     epoch_count += log.count
     check_finite(log, epoch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_time = time.perf_counter() - started
     stats = torch.stack([epoch_loss, epoch_correct.double(), torch.tensor(float(epoch_count), device=device, dtype=torch.float64)])
     if world.enabled:
         dist.all_reduce(stats)
     loss_sum, correct, count = stats.tolist()
-    return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "global_step": global_step}
+    return {
+        "train_loss": loss_sum / max(count, 1),
+        "train_acc": 100.0 * correct / max(count, 1),
+        "train_img_per_s": count / train_time,
+        "global_step": global_step,
+    }
 
 
 def check_finite(log: StepLog, epoch: int) -> None:
@@ -582,6 +591,15 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     return summary or {}
 
 
+def peak_memory_mb() -> float:
+    """Peak CUDA memory allocated by tensors when on a GPU, else this process's peak resident set."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 @torch.no_grad()
 def max_rank_difference(model: nn.Module) -> float:
     """Largest |w - w_rank0| over all parameters and ranks (0.0 when DDP kept them in sync)."""
@@ -617,6 +635,7 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
         "wall_time_s": wall_time,
         "checkpoint": CHECKPOINT,
         "checkpoint_bytes": (run_dir / CHECKPOINT).stat().st_size if (run_dir / CHECKPOINT).exists() else None,
+        "peak_memory_mb": peak_memory_mb(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "ddp_max_param_diff": rank_diff,
         "per_layer": {k: {kk: v[kk] for kk in ("numel", "zeros", "sparsity")} for k, v in totals["per_layer"].items()},

@@ -16,7 +16,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from src.optim import grda as grda_module
 from src.optim.grda import GRDA
+
+IMPLS = ["auto", "blocked", "foreach", "reference"]
 
 
 def numpy_soft_threshold(x: np.ndarray, tau: float) -> np.ndarray:
@@ -38,7 +41,7 @@ def run_grda(w0: np.ndarray, grads: list[np.ndarray], dtype=torch.float64, **kwa
     return p.detach()
 
 
-@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("lr,c,mu,steps", [(0.1, 1.0, 0.7, 1), (0.05, 0.2, 0.51, 30), (0.5, 0.05, 0.55, 200)])
 def test_matches_closed_form_float64(impl, lr, c, mu, steps):
     rng = np.random.default_rng(0)
@@ -52,7 +55,7 @@ def test_matches_closed_form_float64(impl, lr, c, mu, steps):
     assert (want == 0).any() and (want != 0).any(), "test case must exercise both branches"
 
 
-@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_matches_closed_form_float32(impl):
     rng = np.random.default_rng(1)
     w0 = rng.normal(size=(64, 3, 3)).astype(np.float32)
@@ -103,7 +106,7 @@ def test_parameter_without_grad_is_untouched():
     assert len(opt.state[frozen]) == 0
 
 
-@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_lr_change_keeps_accumulated_threshold(impl):
     """Hand computation: 5 steps at lr1, then 7 at lr2 (as a scheduler would set it)."""
     lr1, lr2, c, mu = 0.2, 0.02, 0.3, 0.6
@@ -143,7 +146,7 @@ def test_works_with_lr_scheduler():
     assert opt.thresholds()[0] == pytest.approx(want_tau, rel=1e-12)
 
 
-@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_c_zero_is_plain_sgd(impl):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
@@ -160,12 +163,13 @@ def test_c_zero_is_plain_sgd(impl):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
 
 
-def test_foreach_equals_reference_bitwise():
+def test_fast_paths_equal_reference_bitwise(monkeypatch):
+    monkeypatch.setattr(grda_module, "BLOCK", 1000)  # so that blocks, remainders and small tensors all occur
     torch.manual_seed(1)
-    shapes = [(32, 16, 3, 3), (32,), (10, 512)]
+    shapes = [(32, 16, 3, 3), (32,), (10, 512), (1000,), (7, 143)]
     base = [torch.randn(s) for s in shapes]
     runs = {}
-    for impl in ("foreach", "reference"):
+    for impl in IMPLS:
         params = [torch.nn.Parameter(b.clone()) for b in base]
         opt = GRDA(params, lr=0.1, c=0.2, mu=0.51, impl=impl)
         gen = torch.Generator().manual_seed(5)
@@ -174,9 +178,11 @@ def test_foreach_equals_reference_bitwise():
                 p.grad = torch.randn(p.shape, generator=gen)
             opt.step()
         runs[impl] = params
-    for p, q in zip(runs["foreach"], runs["reference"]):
-        assert torch.equal(p, q)
-        assert torch.equal(p == 0, q == 0)
+    for impl in ("auto", "blocked", "foreach"):
+        for p, q in zip(runs[impl], runs["reference"]):
+            assert torch.equal(p, q), impl
+            assert torch.equal(p == 0, q == 0)
+            assert (q == 0).any()
 
 
 def test_channels_last_parameter():
@@ -318,7 +324,7 @@ def test_sparse_gradient_rejected():
     c=st.one_of(st.just(0.0), st.floats(0.0, 2.0)),
     mu=st.floats(0.05, 1.5),
     dtype=st.sampled_from([torch.float32, torch.float64]),
-    impl=st.sampled_from(["foreach", "reference"]),
+    impl=st.sampled_from(IMPLS),
     seed=st.integers(0, 2**16),
 )
 def test_property_closed_form(shape, steps, lr, c, mu, dtype, impl, seed):

@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Training throughput (img/s) and peak memory: the harness against a bare PyTorch loop, SGD against gRDA.
+
+    python scripts/bench_train.py --setup keras_cnn --data-root ../shared/data/cifar10 [--batch-size 10]
+                                  [--steps 600] [--rounds 3] [--out results/bench/train_keras_cnn.md]
+    python scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 8
+
+Each measurement is its own process: the harness is `src/train.py` for one epoch cut at --steps optimizer
+steps (its metrics.csv reports train_img_per_s over the training loop, per-layer sparsity logging at the
+default interval included); the bare loop is the minimal DataLoader -> forward -> backward -> step loop below
+on the same dataset, model and batch size. Rounds interleave the four variants; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SETUPS = {
+    # name: (experiment preset, extra overrides)
+    "keras_cnn": ("cifar10_keras_cnn", []),
+    "resnet50": ("imagenet_resnet50", ["trainer.workers=1"]),
+}
+OPTIMS = {"sgd": ["optim=sgd"], "grda": ["optim=grda"]}
+
+
+def bare_loop(args) -> None:
+    """The minimal loop, run in a child process: prints a JSON line with img/s and peak memory."""
+    import resource
+
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from src import config as _config  # noqa: F401
+    from src.data import build_datasets
+    from src.models import build_model
+    from src.optim.build import build_optimizer
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=harness_overrides(args, args.optim))
+    torch.manual_seed(0)
+    bundle = build_datasets(cfg.data)
+    model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape))
+    optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr)
+    loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size, shuffle=True,
+                                         num_workers=cfg.trainer.workers if cfg.trainer.workers >= 0 else 0)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    images_seen = 0
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        if step >= args.steps:
+            break
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images_seen += y.shape[0]
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"img_per_s": images_seen / elapsed, "peak_memory_mb": peak}))
+
+
+def harness_overrides(args, optim: str) -> list:
+    experiment, extra = SETUPS[args.setup]
+    out = [f"experiment={experiment}", f"trainer.batch_size={args.batch_size}", *OPTIMS[optim], *extra]
+    if args.data_root:
+        out.append(f"data.root={args.data_root}")
+    out += [f"data.train_subset={args.steps * args.batch_size}", "data.test_subset=100"]
+    return out
+
+
+def run_harness(args, optim: str, workdir: Path) -> dict:
+    run_dir = workdir / f"harness_{optim}_{time.time_ns()}"
+    cmd = [sys.executable, "src/train.py", f"hydra.run.dir={run_dir}", "trainer.epochs=1", "trainer.progress=false",
+           f"trainer.max_steps_per_epoch={args.steps}", *harness_overrides(args, optim)]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    row = next(csv.DictReader((run_dir / "metrics.csv").open()))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"img_per_s": float(row["train_img_per_s"]), "peak_memory_mb": summary["peak_memory_mb"]}
+
+
+def run_bare(args, optim: str) -> dict:
+    cmd = [sys.executable, __file__, "--child-bare", "--optim", optim, "--setup", args.setup,
+           "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+    if args.data_root:
+        cmd += ["--data-root", args.data_root]
+    proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_imagenet_like(root: Path, n: int = 32) -> None:
+    """A small ImageFolder of random 256x256 JPEGs (ResNet-50 compute does not depend on the pixels)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n // 2):
+                Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.jpg")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--setup", choices=list(SETUPS), default="keras_cnn")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--child-bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--optim", default="sgd", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_bare:
+        bare_loop(args)
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.setup == "resnet50" and not args.data_root:
+            make_imagenet_like(tmp / "imagenet", n=max(32, args.steps * args.batch_size))
+            args.data_root = str(tmp / "imagenet")
+        results = {(kind, optim): [] for kind in ("harness", "bare") for optim in OPTIMS}
+        for _ in range(args.rounds):
+            for optim in OPTIMS:
+                results[("harness", optim)].append(run_harness(args, optim, tmp))
+                results[("bare", optim)].append(run_bare(args, optim))
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")} for k, v in results.items()}
+
+    cpus = len(os.sched_getaffinity(0))
+    lines = [
+        f"# Training throughput: {args.setup}, batch {args.batch_size}",
+        "",
+        f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. Command: `python scripts/bench_train.py --setup "
+        f"{args.setup} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds}"
+        + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
+        f"Median over {args.rounds} interleaved rounds of {args.steps} optimizer steps each (one process per measurement).",
+        "",
+        "| loop | optimizer | img/s | peak memory (MB) |",
+        "|---|---|---:|---:|",
+    ]
+    for (kind, optim), m in med.items():
+        lines.append(f"| {kind} | {optim} | {m['img_per_s']:.1f} | {m['peak_memory_mb']:.0f} |")
+    ratio = lambda a, b: med[a]["img_per_s"] / med[b]["img_per_s"]  # noqa: E731
+    lines += [
+        "",
+        f"- gRDA / SGD throughput, harness: {ratio(('harness', 'grda'), ('harness', 'sgd')):.3f}",
+        f"- gRDA / SGD throughput, bare loop: {ratio(('bare', 'grda'), ('bare', 'sgd')):.3f}",
+        f"- harness / bare loop, SGD: {ratio(('harness', 'sgd'), ('bare', 'sgd')):.3f}; "
+        f"gRDA: {ratio(('harness', 'grda'), ('bare', 'grda')):.3f}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
