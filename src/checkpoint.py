@@ -12,20 +12,28 @@ import torch
 from torch import Tensor, nn
 
 from src.errors import CheckpointError
+from src.faults import armed, maybe_fail
 from src.sparsity import clean_name
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> None:
     """Write ``obj`` with torch.save to a temp file beside ``path``, fsync it, then rename over ``path``.
 
-    A crash at any point leaves either the old file or the new one, never a partial file.
+    A crash at any point leaves either the old file or the new one, never a partial file
+    (a leftover temp file is removed by the next save).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+            if fault_point and armed(*fault_point):
+                f.flush()
+                f.truncate(f.tell() // 2)  # a half-written file, as a crash mid-write leaves it
+                maybe_fail(*fault_point)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

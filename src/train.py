@@ -38,6 +38,7 @@ from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weigh
 from src.data import build_datasets
 from src.data.common import InMemoryImageDataset
 from src.errors import CheckpointError, UserError
+from src.faults import maybe_fail
 from src.models import build_model
 from src.optim.build import build_optimizer, describe, effective_lr
 from src.optim.grda import GRDA
@@ -216,6 +217,22 @@ def build_training_model(cfg: DictConfig, bundle, device: torch.device, world: D
     return model
 
 
+def apply_hyperparameters(optimizer, scheduler, cfg: DictConfig, lr: float) -> None:
+    """After loading saved optimizer/scheduler state, make the config's lr (and c, mu) the ones in force.
+
+    A plain resume changes nothing (the values are the saved ones); with trainer.allow_config_change
+    a new optim.lr / optim.c / optim.mu takes effect from the resumed epoch on.
+    """
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor
+        if isinstance(optimizer, GRDA):
+            group["c"], group["mu"] = float(cfg.optim.c), float(cfg.optim.mu)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
 def to_absolute(path: str) -> str:
     """Config paths are relative to where the command was started."""
     return str(Path(hydra.utils.to_absolute_path(path)))
@@ -281,6 +298,7 @@ def train_one_epoch(
         optimizer.step()
         global_step += 1
         log.add(loss, logits, target, global_step)
+        maybe_fail("train_step", epoch + 1, i + 1)
         if global_step % cfg.trainer.log_interval == 0:
             epoch_loss += log.loss_sum
             epoch_correct += log.correct
@@ -327,11 +345,12 @@ def check_finite(log: StepLog, epoch: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, cfg, world: Dist, num_classes: int) -> Dict[str, float]:
+def evaluate(model, loader, loss_fn, device, cfg, world: Dist, num_classes: int, epoch: int) -> Dict[str, float]:
     model.eval()
     amp = cfg.trainer.amp and device.type == "cuda"
     totals = torch.zeros(4, device=device, dtype=torch.float64)  # loss sum, top1, top5, count
-    for images, target in loader:
+    for i, (images, target) in enumerate(loader):
+        maybe_fail("eval", epoch + 1, i + 1)
         images = images.to(device, non_blocking=True)
         if cfg.model.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -496,6 +515,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         load_model_weights(model, ckpt["model"], run_dir / CHECKPOINT)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        apply_hyperparameters(optimizer, scheduler, cfg, lr)
         start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
         history, elapsed_before = list(ckpt["history"]), float(ckpt.get("wall_time_s", 0.0))
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -531,7 +551,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         )
         global_step = train.pop("global_step")
         check_weights_finite(model, epoch)
-        test = evaluate(train_model, test_loader, loss_fn, device, cfg, world, bundle.num_classes)
+        test = evaluate(train_model, test_loader, loss_fn, device, cfg, world, bundle.num_classes, epoch)
         scheduler.step()
         layers = layer_sparsity(model)
         totals = summarize(layers)
@@ -569,6 +589,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                         "rng": {"torch": torch.get_rng_state()},
                     },
                     run_dir / CHECKPOINT,
+                    fault_point=("checkpoint_write", epoch + 1),
                 )
                 write_metrics(history, run_dir)
         if world.enabled:
@@ -644,6 +665,13 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
     return summary
 
 
+def is_peer_failure(e: BaseException) -> bool:
+    if isinstance(e, dist.DistError):
+        return True
+    text = str(e).lower()
+    return any(k in text for k in ("gloo", "nccl", "connection", "timed out", "timeout", "peer"))
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> Optional[float]:
     try:
@@ -651,9 +679,37 @@ def main(cfg: DictConfig) -> Optional[float]:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except (RuntimeError, dist.DistError) as e:
+        if Dist().enabled and is_peer_failure(e):
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            print(
+                f"error: rank {Dist().rank}: lost contact with the other ranks (one of them died or hung "
+                f"past trainer.ddp_timeout_s); the last good checkpoint is kept. Cause: {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(3)  # skip atexit/NCCL teardown, which can hang on a broken group
+        raise
     # Returned for Hydra sweepers (e.g. an Optuna sweep maximising accuracy).
     return summary.get("test_acc") if summary else None
 
 
+def check_output_location(argv: List[str]) -> None:
+    """Fail with one line, before Hydra creates anything, when the run directory cannot be created."""
+    wanted = [a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for target in wanted or ["runs"]:
+        path = Path(target).expanduser().absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            print(
+                f"error: cannot create the run directory '{target}': '{path}' is not a writable directory; "
+                "pick another with hydra.run.dir=PATH",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_output_location(sys.argv[1:])
     main()
