@@ -80,6 +80,18 @@ class ScheduleConfig:
 
 
 @dataclass
+class PruneConfig:
+    # none | gmp (gradual magnitude pruning, Zhu & Gupta 2017, the paper's comparison)
+    name: str = "none"
+    final_sparsity: float = 0.9
+    initial_sparsity: float = 0.0
+    # pruning runs from start_fraction to end_fraction of all optimizer steps, every `frequency` steps
+    start_fraction: float = 0.0
+    end_fraction: float = 0.75
+    frequency: int = 100
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 20
     batch_size: int = 32
@@ -110,6 +122,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     experiment: str = "default"
     seed: int = 0

@@ -42,6 +42,7 @@ from src.faults import maybe_fail
 from src.models import build_model
 from src.optim.build import build_optimizer, describe, effective_lr
 from src.optim.grda import GRDA
+from src.pruning import build_pruner, log_l2_over_l1
 from src.schedule import build_scheduler
 from src.sparsity import layer_sparsity, summarize
 
@@ -271,7 +272,7 @@ class StepLog:
 
 
 def train_one_epoch(
-    model, loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, log
+    model, loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, log, pruner=None
 ) -> Dict[str, float]:
     model.train()
     log.reset()
@@ -297,6 +298,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         global_step += 1
+        if pruner is not None:
+            pruner.after_step(global_step)
         log.add(loss, logits, target, global_step)
         maybe_fail("train_step", epoch + 1, i + 1)
         if global_step % cfg.trainer.log_interval == 0:
@@ -447,6 +450,7 @@ def log_epoch(writer, row: Dict[str, Any], layers, step: int) -> None:
         writer.add_scalar("test/acc5", row["test_acc5"], step)
     writer.add_scalar("sparsity/global", row["sparsity"], step)
     writer.add_scalar("sparsity/weights", row["sparsity_weights"], step)
+    writer.add_scalar("norms/log_l2_over_l1", row["log_l2_l1"], step)
     for l in layers:
         writer.add_scalar(f"sparsity/{l.name}", l.sparsity, step)
     writer.add_figure("sparsity/per_layer", sparsity_figure(layers), step, close=True)
@@ -504,6 +508,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     lr, lr_note = effective_lr(cfg.optim, cfg.trainer.batch_size)
     optimizer = build_optimizer(model, cfg.optim, lr)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.trainer.epochs)
+    steps_per_epoch = len(train_loader)
+    if cfg.trainer.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.trainer.max_steps_per_epoch)
+    pruner = build_pruner(model, cfg.prune, cfg.trainer.epochs * steps_per_epoch)
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     if lr_note:
         cfg_dict["optim"]["lr_effective"] = lr
@@ -516,6 +524,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         apply_hyperparameters(optimizer, scheduler, cfg, lr)
+        if pruner is not None:
+            pruner.load_state_dict(ckpt["pruner"])
         start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
         history, elapsed_before = list(ckpt["history"]), float(ckpt.get("wall_time_s", 0.0))
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -547,7 +557,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         set_loader_epoch(train_loader, seed, epoch)
         lr_now = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(
-            train_model, train_loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, step_log
+            train_model, train_loader, optimizer, loss_fn, device, cfg, epoch, global_step, writer, world, step_log, pruner
         )
         global_step = train.pop("global_step")
         check_weights_finite(model, epoch)
@@ -565,6 +575,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
             "sparsity_weights": totals["sparsity_weights"],
             "nonzero_ratio": 1.0 - totals["num_zeros"] / totals["num_params"],
             "threshold": optimizer.thresholds()[0] if isinstance(optimizer, GRDA) else 0.0,
+            "log_l2_l1": log_l2_over_l1(model),
             "epoch_time_s": time.time() - t0,
         }
         history.append(row)
@@ -587,6 +598,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                         "config": cfg_dict,
                         "wall_time_s": elapsed_before + time.time() - started,
                         "rng": {"torch": torch.get_rng_state()},
+                        "pruner": pruner.state_dict() if pruner is not None else None,
                     },
                     run_dir / CHECKPOINT,
                     fault_point=("checkpoint_write", epoch + 1),
@@ -650,6 +662,7 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
         "num_zeros": totals["num_zeros"],
         "epochs": last.get("epoch", 0),
         "optimizer": describe(cfg.optim, lr, lr_note),
+        "prune": OmegaConf.to_container(cfg.prune) if cfg.prune.name != "none" else None,
         "model": cfg.model.name,
         "data": cfg.data.name,
         "seed": cfg.seed,
