@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
 EPOCHS ?= 10
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables clean-runs
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench frontier search-c norms
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,keras,jax]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -37,3 +37,19 @@ cifar10-figure: setup  ## results/figures/cifar10_keras_cnn_*.png + results/cifa
 	$(PY) scripts/make_cifar10_figure.py
 
 tables: imagenet-table cifar-table cifar10-figure
+
+bench: setup  ## optimizer step time and training throughput tables in results/bench/
+	$(PY) scripts/bench_optimizer.py --out results/bench/optimizer_cpu.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --out results/bench/train_keras_cnn_b10.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 60 --out results/bench/train_keras_cnn_b128.md
+	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 6 --out results/bench/train_resnet50_b8.md
+
+frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*
+	scripts/frontier_runs.sh
+	$(PY) scripts/make_frontier.py --experiment default
+
+search-c: setup  ## largest c within 1 point of SGD on digits, mu 0.51 -> results/search_c/
+	$(PY) scripts/search_c.py --experiment default --mu 0.51 --c-min 1e-3 --c-max 0.1 --num 6 --epochs 5
+
+norms: setup  ## the paper's Figure 2 on the digits runs of `make frontier`
+	$(PY) scripts/plot_norms.py runs/default/optim=sgd runs/default/optim.mu=0.51,optim=grda runs/default/optim.mu=0.7,optim=grda --out results/figures/norm_ratio_default.png

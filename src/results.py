@@ -51,6 +51,8 @@ def collect_runs(runs_dir: Path, experiment: Optional[str] = None) -> pd.DataFra
                 "sparsity": summary["sparsity"],
                 "test_acc": summary["test_acc"],
                 "file_mb": (summary.get("checkpoint_bytes") or math.nan) / 1e6,
+                "prune": (summary.get("prune") or {}).get("name", "none"),
+                "final_sparsity": (summary.get("prune") or {}).get("final_sparsity", math.nan),
                 "seed": summary.get("seed"),
                 "run_dir": str(run_dir),
             }
@@ -78,6 +80,7 @@ def match_runs(paper_row: pd.Series, runs: pd.DataFrame) -> pd.DataFrame:
         (runs["experiment"] == paper_row["experiment"])
         & (runs["optimizer"] == paper_row["optimizer"])
         & (runs["schedule"] == paper_row["schedule"])
+        & (runs["prune"] == "none")
         & runs["finished"]
     )
     keep &= runs.apply(
