@@ -6,7 +6,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -16,47 +16,45 @@ from src.faults import armed, maybe_fail
 from src.sparsity import clean_name
 
 
-def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> None:
-    """Write ``obj`` with torch.save to a temp file beside ``path``, fsync it, then rename over ``path``.
+def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` for a temp file beside ``path``, fsync it, then rename it over ``path``.
 
-    A crash at any point leaves either the old file or the new one, never a partial file
-    (a leftover temp file is removed by the next save).
+    A crash at any point leaves either the old file or the new one, never a partial file; leftover
+    temp files of earlier crashes are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            if fault_point and armed(*fault_point):
-                f.flush()
-                f.truncate(f.tell() // 2)  # a half-written file, as a crash mid-write leaves it
-                maybe_fail(*fault_point)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> None:
+    """torch.save ``obj`` to ``path`` atomically (see atomic_replace)."""
+
+    def write(tmp: str) -> None:
+        torch.save(obj, tmp)
+        if fault_point and armed(*fault_point):
+            with open(tmp, "rb+") as f:
+                f.truncate(os.path.getsize(tmp) // 2)  # a half-written file, as a crash mid-write leaves it
+            maybe_fail(*fault_point)
+
+    atomic_replace(path, write)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Atomically replace a small text file (summary.json, metrics.csv)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_replace(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # `python src/eval_sparsity.py` from the reposito
 
 from src.checkpoint import extract_state_dict, load_checkpoint
 from src.errors import UserError
+from src.sparse_export import describe_export, export_checkpoint
 from src.sparsity import LayerSparsity, format_table, state_dict_sparsity, summarize
 
 
@@ -45,12 +46,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a .pth file: harness checkpoint, state_dict or {'state_dict': ...}")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument(
+        "--export", metavar="OUT", default=None,
+        help="also write the model weights to OUT as a compact sparse safetensors file (zeros not stored; "
+        "read it back with src.sparse_export.load_sparse)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.json:
-            print(json.dumps(checkpoint_sparsity(args.checkpoint), indent=2))
+            out = checkpoint_sparsity(args.checkpoint)
+            if args.export:
+                out["export"] = export_checkpoint(args.checkpoint, args.export)
+            print(json.dumps(out, indent=2))
         else:
             print(format_table(checkpoint_layers(args.checkpoint)))
+            if args.export:
+                print(describe_export(export_checkpoint(args.checkpoint, args.export)))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
