@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
 EPOCHS ?= 10
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench frontier search-c norms
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,16 @@ search-c: setup  ## largest c within 1 point of SGD on digits, mu 0.51 -> result
 
 norms: setup  ## the paper's Figure 2 on the digits runs of `make frontier`
 	$(PY) scripts/plot_norms.py runs/default/optim=sgd runs/default/optim.mu=0.51,optim=grda runs/default/optim.mu=0.7,optim=grda --out results/figures/norm_ratio_default.png
+
+GRDA07 := runs/default/optim.mu=0.7,optim=grda
+
+connect: setup  ## the paper's Figure 1 on digits: SGD vs gRDA (mu 0.7) -> results/connect_default/
+	$(PY) scripts/connect.py "runs/default/optim=sgd/checkpoint.pth" "$(GRDA07)/checkpoint.pth" --points 61 --curve-epochs 5 --out results/connect_default
+
+export-example: setup  ## compact sparse export of the digits gRDA checkpoint -> results/sparse_export_default.txt
+	$(PY) src/eval_sparsity.py "$(GRDA07)/checkpoint.pth" --export "$(GRDA07)/model.sparse.safetensors" > results/sparse_export_default.txt
+
+examples: frontier norms search-c connect export-example  ## every digits example result in results/
+
+keras-cifar10: setup  ## the Keras 3 optimizer on the Keras CNN (torch backend), 2 epochs on a subset
+	$(PY) scripts/keras_cifar10_cnn.py --data-root $(DATA) --epochs 2 --train-subset 10000 --test-subset 2000 --mu 0.51 --out results/keras_cifar10_cnn_grda.csv
