@@ -44,10 +44,12 @@ from src.optim.build import build_optimizer, describe, effective_lr
 from src.optim.grda import GRDA
 from src.pruning import build_pruner, log_l2_over_l1
 from src.schedule import build_scheduler
+from src.sparse_export import export_sparse
 from src.sparsity import layer_sparsity, summarize
 
 CHECKPOINT = "checkpoint.pth"
 SUMMARY = "summary.json"
+SPARSE_EXPORT = "model.sparse.safetensors"  # the final weights, zeros not stored (src/sparse_export.py)
 METRICS = "metrics.csv"
 # Keys that may differ between a run and its resumption without changing what it computes.
 log = logging.getLogger("train")
@@ -650,6 +652,7 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
     layers = layer_sparsity(model)
     totals = summarize(layers)
     last = history[-1] if history else {}
+    export = export_sparse({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / SPARSE_EXPORT)
     summary = {
         "experiment": cfg.experiment,
         "test_acc": last.get("test_acc"),
@@ -669,6 +672,8 @@ def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float
         "wall_time_s": wall_time,
         "checkpoint": CHECKPOINT,
         "checkpoint_bytes": (run_dir / CHECKPOINT).stat().st_size if (run_dir / CHECKPOINT).exists() else None,
+        "export": SPARSE_EXPORT,
+        "export_bytes": export["export_bytes"],
         "peak_memory_mb": peak_memory_mb(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "ddp_max_param_diff": rank_diff,

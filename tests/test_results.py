@@ -52,6 +52,7 @@ def test_tables_with_tiny_runs(preset_runs, tmp_path):
     assert (row["lr schedule"], row["mu"], row["runs"]) == ("step140", 0.51, 1)
     assert row["Δ top-1"] == pytest.approx(row["top-1 %"] - 73.14)
     assert row["file MB"] > 150  # model + accumulator of ResNet-50: about twice 102 MB
+    assert 0 < row["sparse export MB"] < row["file MB"]
     df, _ = make_tables("cifar", preset_runs["runs"], tmp_path)
     done = df[df.status == "done"]
     assert sorted(done["experiment"]) == ["cifar100_wrn28x10", "cifar10_wrn28x10"]

@@ -91,7 +91,7 @@ def digits_runs(tmp_path_factory):
 
 def test_default_run_outputs(digits_runs):
     run = digits_runs / "grda"
-    for name in ("config.yaml", "metrics.csv", "checkpoint.pth", "summary.json"):
+    for name in ("config.yaml", "metrics.csv", "checkpoint.pth", "summary.json", "model.sparse.safetensors"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     s = summary(run)
@@ -105,6 +105,12 @@ def test_default_run_outputs(digits_runs):
     weights = torch.load(run / "checkpoint.pth", weights_only=True)["model"]
     zeros = sum(int((v == 0).sum()) for v in weights.values())
     assert s["num_zeros"] == zeros and s["num_params"] == sum(v.numel() for v in weights.values())
+    # the compact export holds exactly the checkpoint's weights
+    from src.sparse_export import load_sparse
+
+    exported = load_sparse(run / "model.sparse.safetensors")
+    assert exported.keys() == weights.keys() and all(torch.equal(exported[k], weights[k]) for k in weights)
+    assert s["export_bytes"] < s["checkpoint_bytes"] / 4
 
 
 def test_tensorboard_has_per_layer_sparsity(digits_runs):
