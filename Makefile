@@ -18,11 +18,11 @@ setup: $(VENV)/.installed
 train: setup  ## the offline default: digits + MLP + gRDA
 	$(PY) src/train.py
 
-test: setup  ## the whole suite, slow end-to-end tests included
-	$(PY) -m pytest -q
+test: setup  ## the whole suite, slow end-to-end tests included (two workers)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_resnet50
 	$(PY) scripts/make_tables.py imagenet

@@ -16,6 +16,9 @@ from src import config as _config  # noqa: F401  (registers schema and resolvers
 from src.schedule import lr_factor
 from tests.helpers import summary, train
 
+# Both files use the session-wide preset_runs: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("presets")
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
 PRESETS = ["default", "cifar10_keras_cnn", "cifar10_wrn28x10", "cifar100_wrn28x10", "imagenet_resnet50", "mnist_lenet5"]
