@@ -78,7 +78,7 @@ def make_params(model_name: str, device: torch.device) -> List[torch.nn.Paramete
 
 OPTIMIZERS: Dict[str, Callable] = {
     "GRDA (default: auto)": lambda ps: GRDA(ps, lr=0.1, c=0.005, mu=0.51),
-    "GRDA impl=blocked": lambda ps: GRDA(ps, lr=0.1, c=0.005, mu=0.51, impl="blocked"),
+    "GRDA impl=compiled": lambda ps: GRDA(ps, lr=0.1, c=0.005, mu=0.51, impl="compiled"),
     "GRDA impl=foreach": lambda ps: GRDA(ps, lr=0.1, c=0.005, mu=0.51, impl="foreach"),
     "GRDA impl=reference": lambda ps: GRDA(ps, lr=0.1, c=0.005, mu=0.51, impl="reference"),
     "per-parameter loop": lambda ps: PerParameterLoopGRDA(ps, lr=0.1, c=0.005, mu=0.51),
