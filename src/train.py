@@ -285,7 +285,7 @@ def train_one_epoch(
     epoch_correct = torch.zeros((), device=device, dtype=torch.int64)
     epoch_count = 0
     bar = progress_bar(cfg, world, loader, epoch)
-    started = time.perf_counter()
+    started, warmup_images = time.perf_counter(), 0
     for i, (images, target) in enumerate(bar if bar is not None else loader):
         if max_steps is not None and i >= max_steps:
             break
@@ -300,6 +300,10 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         global_step += 1
+        if i == 0:  # throughput is measured from the second step on (the first one warms up and compiles)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started, warmup_images = time.perf_counter(), target.shape[0]
         if pruner is not None:
             pruner.after_step(global_step)
         log.add(loss, logits, target, global_step)
@@ -335,7 +339,7 @@ def train_one_epoch(
     return {
         "train_loss": loss_sum / max(count, 1),
         "train_acc": 100.0 * correct / max(count, 1),
-        "train_img_per_s": count / train_time,
+        "train_img_per_s": max(count - warmup_images * world.world_size, 0) / train_time if train_time > 0 else 0.0,
         "global_step": global_step,
     }
 
