@@ -7,7 +7,7 @@ or a value of the wrong type fails at composition time with a message naming the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -126,8 +126,6 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     experiment: str = "default"
     seed: int = 0
-    # Free-form notes recorded in the run (e.g. the paper's numbers for this preset).
-    notes: Any = None
 
 
 def run_name(override_dirname: str) -> str:
