@@ -415,8 +415,9 @@ def flat_config(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def config_changes(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """Settings that differ; keys only one side knows (added or dropped by another version) are not compared."""
     a, b = flat_config(saved), flat_config(current)
-    keys = sorted((set(a) | set(b)) - RUNTIME_KEYS)
+    keys = sorted((set(a) & set(b)) - RUNTIME_KEYS)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 

@@ -163,6 +163,14 @@ def test_resume_refuses_changed_config(tmp_path):
     assert "optim.mu: 0.7 -> 0.6" in proc.stderr and "allow_config_change" in proc.stderr
 
 
+def test_config_changes_ignore_keys_from_other_versions():
+    from src.train import config_changes
+
+    saved = {"optim": {"lr": 0.1, "mu": 0.7}, "trainer": {"workers": 2}, "old_key": 1}
+    current = {"optim": {"lr": 0.1, "mu": 0.6}, "trainer": {"workers": 4}, "prune": {"name": "none"}}
+    assert config_changes(saved, current) == ["optim.mu: 0.7 -> 0.6"]
+
+
 def test_run_dir_follows_command_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "src/train.py"), "trainer.epochs=1", "optim.mu=0.6", "trainer.progress=false"],
