@@ -210,7 +210,7 @@ def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
 # ----------------------------------------------------------------------------- model
 
 
-def build_training_model(cfg: DictConfig, bundle, device: torch.device, world: Dist) -> nn.Module:
+def build_training_model(cfg: DictConfig, bundle, device: torch.device) -> nn.Module:
     model = build_model(cfg.model, num_classes=bundle.num_classes, input_shape=tuple(bundle.input_shape))
     if cfg.model.init_from:
         path = to_absolute(cfg.model.init_from)
@@ -511,7 +511,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
 
     bundle = build_datasets(cfg.data)
     train_loader, test_loader = build_loaders(cfg, bundle, world, device)
-    model = build_training_model(cfg, bundle, device, world)
+    model = build_training_model(cfg, bundle, device)
     lr, lr_note = effective_lr(cfg.optim, cfg.trainer.batch_size)
     optimizer = build_optimizer(model, cfg.optim, lr)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.trainer.epochs)
@@ -620,7 +620,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if rank_diff is not None:
             log.info(f"ranks agree: largest parameter difference from rank 0 is {rank_diff:g}")
         summary = write_summary(
-            cfg, cfg_dict, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note, rank_diff
+            cfg, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note, rank_diff
         )
         if writer is not None:
             writer.close()
@@ -652,7 +652,7 @@ def max_rank_difference(model: nn.Module) -> float:
     return float(diff)
 
 
-def write_summary(cfg, cfg_dict, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
+def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
                   rank_diff: Optional[float] = None) -> Dict[str, Any]:
     layers = layer_sparsity(model)
     totals = summarize(layers)

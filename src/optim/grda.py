@@ -202,9 +202,6 @@ def _foreach_update(params: List[Tensor], grads: List[Tensor], accumulators: Lis
         torch._C._nn.softshrink(a, tau, out=p)
 
 
-_UPDATES = {"foreach": _foreach_update, "reference": _reference_update}
-
-
 def _fused_update_eager(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: Tensor, tau: Tensor) -> None:
     for p, g, a in zip(params, grads, accumulators):
         a_new = a - lr * g
@@ -242,7 +239,7 @@ def _compiled_update(params: List[Tensor], grads: List[Tensor], accumulators: Li
         _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
 
 
-_UPDATES["compiled"] = _compiled_update
+_UPDATES = {"compiled": _compiled_update, "foreach": _foreach_update, "reference": _reference_update}
 
 
 def _resolve_impl(impl: str, params: List[Tensor]) -> str:
