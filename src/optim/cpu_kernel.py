@@ -1,0 +1,138 @@
+"""gRDA's fused CPU kernel (grda_cpu.c): built once per machine with the system C compiler, called through ctypes.
+
+The kernel makes one pass over memory with streaming stores for the weights (why: see grda_cpu.c), which brings a
+gRDA step to ~1.3x a plain SGD step on large models where the best torch.compile kernel is ~1.6x. Nothing here is
+needed for correctness: where the kernel cannot be built or a tensor does not qualify, GRDA uses its eager path.
+
+The shared library is cached in ``$GRDA_KERNEL_CACHE`` (default ``~/.cache/grda``), named by a hash of the source,
+the compiler command and the architecture, and written atomically, so that concurrent processes (DDP ranks) may
+build it at the same time. Set ``CC`` to choose the compiler.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("grda_cpu.c")
+FLAGS = ["-O3", "-shared", "-fPIC"]
+THREAD_FLAGS = ["-fopenmp"]  # dropped if the compiler has no OpenMP: the kernel then runs on one thread
+# Streaming stores bypass the cache: worth it only when the weights would not stay in cache anyway.
+STREAMING_MIN_BYTES = 32 * 2**20
+# Below this many elements per thread, starting a thread costs more than it saves.
+MIN_NUMEL_PER_THREAD = 2**18
+
+DENSE_FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+
+_library: Optional[ctypes.CDLL] = None
+_build_error: Optional[str] = None
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grda"
+    return Path(os.environ.get("GRDA_KERNEL_CACHE", default))
+
+
+def compiler() -> List[str]:
+    return shlex.split(os.environ.get("CC", "cc"))
+
+
+def library_path() -> Path:
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(compiler() + FLAGS + THREAD_FLAGS).encode() + platform.machine().encode())
+    return cache_dir() / f"grda_cpu_{platform.machine()}_{key.hexdigest()[:16]}.so"
+
+
+def _build(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        for extra in (THREAD_FLAGS, []):
+            cmd = [*compiler(), *FLAGS, *extra, str(SOURCE), "-o", tmp]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"{shlex.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load() -> Optional[ctypes.CDLL]:
+    """The kernel library, built on first use; None (with a warning, once) if it cannot be built or loaded."""
+    global _library, _build_error
+    if _library is not None or _build_error is not None:
+        return _library
+    try:
+        path = library_path()
+        if not path.exists():
+            _build(path)
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # a damaged cache file: build it again
+            _build(path)
+            lib = ctypes.CDLL(str(path))
+    except Exception as e:  # no compiler, a read-only home, an unloadable file...
+        _build_error = f"{type(e).__name__}: {e}"
+        warnings.warn(f"GRDA: the fused CPU kernel is unavailable ({_build_error}); using impl='foreach'")
+        return None
+    lib.grda_update_f32.restype = None
+    lib.grda_update_f32.argtypes = [
+        ctypes.c_int64,
+        *[ctypes.POINTER(ctypes.c_void_p)] * 3,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_float,
+        ctypes.c_float,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    _library = lib
+    return lib
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
+    """The kernel walks the three tensors' memory as flat arrays: same dtype float32, CPU, same dense layout."""
+    return (
+        p.device.type == "cpu"
+        and p.dtype == g.dtype == a.dtype == torch.float32
+        and p.stride() == g.stride() == a.stride()
+        and any(p.is_contiguous(memory_format=fmt) for fmt in DENSE_FORMATS)
+        and not g.is_sparse
+    )
+
+
+def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
+    """a <- a - lr * g; w <- softshrink(a, tau) for tensors that pass ``supports``, in one call."""
+    lib = load()
+    count = len(params)
+    pointers = (ctypes.c_void_p * count)
+    numel = [p.numel() for p in params]
+    total = sum(numel)
+    threads = max(1, min(torch.get_num_threads(), total // MIN_NUMEL_PER_THREAD))
+    lib.grda_update_f32(
+        count,
+        pointers(*[p.data_ptr() for p in params]),
+        pointers(*[a.data_ptr() for a in accumulators]),
+        pointers(*[g.data_ptr() for g in grads]),
+        (ctypes.c_int64 * count)(*numel),
+        lr,
+        tau,
+        int(4 * total >= STREAMING_MIN_BYTES),
+        threads,
+    )
