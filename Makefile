@@ -39,10 +39,10 @@ cifar10-figure: setup  ## results/figures/cifar10_keras_cnn_*.png + results/cifa
 tables: imagenet-table cifar-table cifar10-figure
 
 bench: setup  ## optimizer step time and training throughput tables in results/bench/
-	$(PY) scripts/bench_optimizer.py --repeats 20 --out results/bench/optimizer_cpu.md
+	$(PY) scripts/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 1500 --out results/bench/train_keras_cnn_b10.md
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --out results/bench/train_keras_cnn_b128.md
-	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 6 --out results/bench/train_resnet50_b8.md
+	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --out results/bench/train_resnet50_b8.md
 
 frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*
 	scripts/frontier_runs.sh

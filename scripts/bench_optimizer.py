@@ -4,15 +4,18 @@
     python scripts/bench_optimizer.py [--models resnet50 wrn28x10 keras_cnn] [--repeats 30] [--device cpu]
                                       [--out results/bench/optimizer_cpu.md]
 
-Every optimizer steps the same parameters with fixed gradients; the variants are timed round-robin in one
-process (so drifts in machine load hit them alike) and the median of --repeats steps is reported, with the
-ratio to torch.optim.SGD(foreach=True). Before timing, the fast path is checked against the reference path.
+Every optimizer steps the same parameters with fixed gradients; the variants are timed in rounds, in a new
+order each round, in one process (so drifts in machine load hit them alike), each step after a cache flush, and the
+median of --repeats steps is reported with the ratio to torch.optim.SGD(foreach=True). Step times include the
+optimizer's host-side (Python) work and wait for the device. Before timing, the default path is checked against the
+reference path.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import sys
 import time
@@ -67,11 +70,9 @@ def make_params(model_name: str, device: torch.device) -> List[torch.nn.Paramete
     torch.manual_seed(0)
     model = build_model(SimpleNamespace(**{"depth": 28, "widen_factor": 10, "dropout": 0.0, "conv_bias": True, **cfg}),
                         classes, shape)
-    params = [p for p in model.parameters()]
     gen = torch.Generator().manual_seed(1)
-    for p in params:
-        p.grad = (torch.randn(p.shape, generator=gen) * 1e-3).to(device)
-    return [torch.nn.Parameter(p.detach().to(device)) for p in params], [p.grad for p in params]
+    params = [torch.nn.Parameter(p.detach().to(device)) for p in model.parameters()]
+    return params, [(torch.randn(p.shape, generator=gen) * 1e-3).to(device) for p in params]
 
 
 OPTIMIZERS: Dict[str, Callable] = {
@@ -119,8 +120,12 @@ def bench(model_name: str, device: torch.device, repeats: int, warmup: int) -> D
     # Read a buffer larger than the caches before every step, so each variant starts from the same cold cache
     # (not from the leftovers of the variant timed before it), as triton.testing.do_bench does on GPUs.
     flush = torch.ones(FLUSH_BYTES // 4, device=device)
+    order = list(setups)
+    shuffle = random.Random(0).shuffle
     for i in range(warmup + repeats):
-        for name, opt in setups.items():
+        shuffle(order)  # a new order each round, so that no variant always follows the same one
+        for name in order:
+            opt = setups[name]
             flush.sum()
             sync(device)
             t0 = time.perf_counter()
@@ -161,7 +166,8 @@ def main() -> int:
         f"Machine: {machine(device)}; torch {torch.__version__}; device {device}.",
         f"Command: `python scripts/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
         f"--models {' '.join(args.models)}`",
-        f"Median of {args.repeats} steps after {args.warmup} warm-up steps, variants interleaved, each step from a cold "
+        f"Median of {args.repeats} steps after {args.warmup} warm-up steps, variants interleaved in a shuffled order, "
+        "each step from a cold "
         f"cache (a {FLUSH_BYTES // 2**20} MiB buffer is read before it); "
         f"ratio = time / `{BASELINE}`.",
         "",

@@ -53,6 +53,7 @@ def kernel_settings(monkeypatch):
     """Let a test force streaming stores and threads on small tensors."""
 
     def set_(streaming: bool, threads: int):
+        monkeypatch.setattr(grda_module, "_plans", {})  # plans made under other settings
         monkeypatch.setattr(cpu_kernel, "STREAMING_MIN_BYTES", 0 if streaming else 2**62)
         monkeypatch.setattr(cpu_kernel, "MIN_NUMEL_PER_THREAD", 1)
         monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
@@ -153,6 +154,7 @@ def fresh_kernel(monkeypatch, tmp_path):
     """A kernel module with nothing built or loaded yet, caching in tmp_path."""
     monkeypatch.setattr(cpu_kernel, "_library", None)
     monkeypatch.setattr(cpu_kernel, "_build_error", None)
+    monkeypatch.setattr(grda_module, "_plans", {})
     monkeypatch.setenv("GRDA_KERNEL_CACHE", str(tmp_path))
     return tmp_path
 
@@ -196,16 +198,28 @@ def test_a_broken_cached_library_is_rebuilt(fresh_kernel):
     ctypes.CDLL(str(path))  # loadable now
 
 
+def test_an_unwritable_cache_folder_falls_back_to_a_temp_folder(fresh_kernel, monkeypatch):
+    blocker = fresh_kernel / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("GRDA_KERNEL_CACHE", str(blocker / "cache"))  # cannot be created: its parent is a file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_kernel.available()
+
+
 def test_portable_loop_matches_literal_formula(tmp_path):
     """The loop used off x86-64 (or without AVX2/FMA), built on its own with GRDA_PORTABLE."""
     out = tmp_path / "portable.so"
-    subprocess.run([*cpu_kernel.compiler(), *cpu_kernel.FLAGS, "-DGRDA_PORTABLE", str(cpu_kernel.SOURCE), "-o", str(out)],
-                   check=True)
+    cmd = [*cpu_kernel.compiler(), *cpu_kernel.FLAGS, "-DGRDA_PORTABLE", str(cpu_kernel.SOURCE), "-o", str(out)]
+    subprocess.run(cmd, check=True)
     lib = ctypes.CDLL(str(out))
     sizes = [5, 64, 1001]
     ours, ref = make_tensors(sizes, seed=5), make_tensors(sizes, seed=5)
     grads = [torch.randn(n) for n in sizes]
-    pointers = lambda ts: (ctypes.c_void_p * len(ts))(*[t.data_ptr() for t in ts])  # noqa: E731
+
+    def pointers(tensors):
+        return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
     lib.grda_update_f32(ctypes.c_int64(len(sizes)), pointers([t[0] for t in ours]), pointers([t[1] for t in ours]),
                         pointers(grads), (ctypes.c_int64 * len(sizes))(*sizes), ctypes.c_float(0.1),
                         ctypes.c_float(0.5), ctypes.c_int(0), ctypes.c_int(1))

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -33,8 +33,6 @@ STREAMING_MIN_BYTES = 32 * 2**20
 # Below this many elements per thread, starting a thread costs more than it saves.
 MIN_NUMEL_PER_THREAD = 2**18
 
-DENSE_FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
-
 _library: Optional[ctypes.CDLL] = None
 _build_error: Optional[str] = None
 
@@ -44,19 +42,41 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRDA_KERNEL_CACHE", default))
 
 
+def temp_cache_dir() -> Path:
+    """Where the library goes when ``cache_dir()`` cannot be written."""
+    return Path(tempfile.gettempdir()) / f"grda-{os.getuid()}"
+
+
 def compiler() -> List[str]:
     return shlex.split(os.environ.get("CC", "cc"))
 
 
-def library_path() -> Path:
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(compiler() + FLAGS + THREAD_FLAGS).encode() + platform.machine().encode())
-    return cache_dir() / f"grda_cpu_{platform.machine()}_{key.hexdigest()[:16]}.so"
+def library_path(directory: Optional[Path] = None) -> Path:
+    recipe = " ".join([*compiler(), *FLAGS, *THREAD_FLAGS, platform.machine()]).encode()
+    key = hashlib.sha256(SOURCE.read_bytes() + recipe)
+    return (directory or cache_dir()) / f"grda_cpu_{platform.machine()}_{key.hexdigest()[:16]}.so"
 
 
-def _build(target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+def _temp_file_beside(target: Path) -> str:
+    """A temp file in target's folder, or in a per-user temp folder if that one cannot be written."""
+    for directory in (target.parent, temp_cache_dir()):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            return tmp
+        except OSError:
+            continue
+    raise OSError(f"cannot write the kernel cache {target.parent} (set GRDA_KERNEL_CACHE to a writable folder)")
+
+
+def _build(target: Path, rebuild: bool = False) -> Path:
+    """Compile the kernel to ``target`` (to the temp cache if target's folder is read-only); return where it is."""
+    tmp = _temp_file_beside(target)
+    target = Path(tmp).parent / target.name
+    if target.exists() and not rebuild:  # built before in the temp cache
+        Path(tmp).unlink()
+        return target
     try:
         for extra in (THREAD_FLAGS, []):
             cmd = [*compiler(), *FLAGS, *extra, str(SOURCE), "-o", tmp]
@@ -68,6 +88,7 @@ def _build(target: Path) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return target
 
 
 def load() -> Optional[ctypes.CDLL]:
@@ -78,12 +99,11 @@ def load() -> Optional[ctypes.CDLL]:
     try:
         path = library_path()
         if not path.exists():
-            _build(path)
+            path = _build(path)
         try:
             lib = ctypes.CDLL(str(path))
         except OSError:  # a damaged cache file: build it again
-            _build(path)
-            lib = ctypes.CDLL(str(path))
+            lib = ctypes.CDLL(str(_build(path, rebuild=True)))
     except Exception as e:  # no compiler, a read-only home, an unloadable file...
         _build_error = f"{type(e).__name__}: {e}"
         warnings.warn(f"GRDA: the fused CPU kernel is unavailable ({_build_error}); using impl='foreach'")
@@ -107,32 +127,33 @@ def available() -> bool:
 
 
 def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
-    """The kernel walks the three tensors' memory as flat arrays: same dtype float32, CPU, same dense layout."""
-    return (
-        p.device.type == "cpu"
-        and p.dtype == g.dtype == a.dtype == torch.float32
-        and p.stride() == g.stride() == a.stride()
-        and any(p.is_contiguous(memory_format=fmt) for fmt in DENSE_FORMATS)
-        and not g.is_sparse
-    )
+    """The kernel walks the three tensors' memory as flat arrays: float32 on the CPU, one dense layout."""
+    if not p.is_cpu or p.dtype != torch.float32 or g.dtype != torch.float32 or a.dtype != torch.float32:
+        return False
+    if p.is_contiguous() and g.is_contiguous() and a.is_contiguous():  # the common case, checked cheaply
+        return True
+    return p.stride() == g.stride() == a.stride() and p.is_contiguous(memory_format=torch.channels_last)
 
 
-def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
-    """a <- a - lr * g; w <- softshrink(a, tau) for tensors that pass ``supports``, in one call."""
+def prepare(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> Callable[[float, float], None]:
+    """A call ``launch(lr, tau)`` that updates these tensors (each passing ``supports``) at their current addresses."""
     lib = load()
     count = len(params)
-    pointers = (ctypes.c_void_p * count)
+    pointers = ctypes.c_void_p * count
     numel = [p.numel() for p in params]
     total = sum(numel)
-    threads = max(1, min(torch.get_num_threads(), total // MIN_NUMEL_PER_THREAD))
-    lib.grda_update_f32(
+    args = (
         count,
         pointers(*[p.data_ptr() for p in params]),
         pointers(*[a.data_ptr() for a in accumulators]),
         pointers(*[g.data_ptr() for g in grads]),
         (ctypes.c_int64 * count)(*numel),
-        lr,
-        tau,
-        int(4 * total >= STREAMING_MIN_BYTES),
-        threads,
     )
+    streaming = int(4 * total >= STREAMING_MIN_BYTES)
+    threads = max(1, min(torch.get_num_threads(), total // MIN_NUMEL_PER_THREAD))
+    return lambda lr, tau: lib.grda_update_f32(*args, lr, tau, streaming, threads)
+
+
+def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
+    """a <- a - lr * g; w <- softshrink(a, tau) for tensors that pass ``supports``, in one call."""
+    prepare(params, grads, accumulators)(lr, tau)

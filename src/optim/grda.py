@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from src.optim import cpu_kernel
+from src.optim import cpu_kernel, cuda_kernel
 
 __all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold"]
 
@@ -141,22 +141,28 @@ class GRDA(Optimizer):
         steps (its grad was None) gets a bucket of its own.
         """
         buckets: Dict[float, Tuple[List[Tensor], List[Tensor], List[Tensor]]] = {}
+        increments: Dict[int, float] = {}  # one threshold increment per distinct step count, not per parameter
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            if p.grad.is_sparse:
+            if grad.is_sparse:
                 raise ValueError("GRDA does not support sparse gradients; use dense gradients")
             state = self.state[p]
             if not state:
                 state["accumulator"] = p.detach().clone(memory_format=torch.preserve_format)
                 state["step"] = 0
                 state["tau"] = 0.0
-            state["step"] += 1
-            state["tau"] += threshold_increment(state["step"], lr, c, mu)
-            params, grads, accumulators = buckets.setdefault(state["tau"], ([], [], []))
-            params.append(p)
-            grads.append(p.grad)
-            accumulators.append(state["accumulator"])
+            step = state["step"] = state["step"] + 1
+            if step not in increments:
+                increments[step] = threshold_increment(step, lr, c, mu)
+            tau = state["tau"] = state["tau"] + increments[step]
+            bucket = buckets.get(tau)
+            if bucket is None:
+                bucket = buckets[tau] = ([], [], [])
+            bucket[0].append(p)
+            bucket[1].append(grad)
+            bucket[2].append(state["accumulator"])
         return buckets
 
     def thresholds(self) -> List[float]:
@@ -245,28 +251,79 @@ def _compiled_update(params: List[Tensor], grads: List[Tensor], accumulators: Li
         _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
 
 
-def _fused_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
-    """The fused CPU kernel for every tensor it can take (dense fp32 on the CPU), ``foreach`` for the rest."""
-    if not cpu_kernel.available():
-        return _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
-    kernel, rest = ([], [], []), ([], [], [])
-    for p, g, a in zip(params, grads, accumulators):
-        for bucket, tensor in zip(kernel if cpu_kernel.supports(p, g, a) else rest, (p, g, a)):
-            bucket.append(tensor)
-    if kernel[0]:
-        cpu_kernel.update(*kernel, lr=lr, tau=tau)
-    if rest[0]:
-        _foreach_update(*rest, lr=lr, tau=tau)
+_plans: Dict[tuple, list] = {}
+MAX_PLANS = 8
 
 
-_UPDATES = {"fused": _fused_update, "compiled": _compiled_update, "foreach": _foreach_update, "reference": _reference_update}
+def _fused_update(
+    params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float
+) -> None:
+    """The hand-written kernels for every tensor they take, ``foreach`` for the rest.
+
+    CPU: dense fp32 through grda_cpu.c. CUDA: fp32/bf16/fp16 through one Triton launch per (device, dtype).
+    Which tensor goes where, and the kernels' address tables, are worked out once per set of tensors and reused
+    while their addresses, sizes, dtypes and layouts stay the same: checking each tensor on every step would cost
+    more host time than a GPU spends on the whole update.
+    """
+    key = _plan_key(params, grads, accumulators)
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= MAX_PLANS:
+            _plans.clear()
+        plan = _plans[key] = _make_plan(params, grads, accumulators)
+    for launch, indices in plan:
+        if launch is not None:
+            launch(lr, tau)
+        else:
+            _foreach_update(*([lst[i] for i in indices] for lst in (params, grads, accumulators)), lr=lr, tau=tau)
+
+
+def _plan_key(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> tuple:
+    address, contiguous = Tensor.data_ptr, Tensor.is_contiguous
+    return (
+        tuple(map(address, params)), tuple(map(address, accumulators)), tuple(map(address, grads)),
+        tuple(map(contiguous, params)), tuple(map(contiguous, grads)), tuple(map(Tensor.numel, params)),
+        tuple(p.dtype for p in params), torch.get_num_threads(),
+    )
+
+
+def _make_plan(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> list:
+    """[(launch(lr, tau), None) for each kernel batch] + [(None, indices)] for the tensors no kernel takes."""
+    batches: Dict[object, List[int]] = {}
+    for i, (p, g, a) in enumerate(zip(params, grads, accumulators)):
+        if cpu_kernel.supports(p, g, a) and cpu_kernel.available():
+            key = "cpu"
+        elif cuda_kernel.supports(p, g, a) and cuda_kernel.available():
+            key = (p.device, p.dtype)
+        else:
+            key = "foreach"
+        batches.setdefault(key, []).append(i)
+    plan = []
+    for key, indices in batches.items():
+        if key == "foreach":
+            plan.append((None, indices))
+        else:
+            prepare = cpu_kernel.prepare if key == "cpu" else cuda_kernel.prepare
+            plan.append((prepare(*([lst[i] for i in indices] for lst in (params, grads, accumulators))), None))
+    return plan
+
+
+_UPDATES = {
+    "fused": _fused_update,
+    "compiled": _compiled_update,
+    "foreach": _foreach_update,
+    "reference": _reference_update,
+}
 
 
 def _resolve_impl(impl: str, params: List[Tensor]) -> str:
     if impl != "auto":
         return impl
-    if params[0].device.type == "cpu" and params[0].dtype == torch.float32 and cpu_kernel.available():
+    first = params[0]  # is_cpu / is_cuda rather than device.type: this runs every step, and host time counts on GPUs
+    if first.is_cpu and first.dtype == torch.float32 and cpu_kernel.available():
         return "fused"
-    if sum(p.numel() for p in params) >= COMPILE_MIN_NUMEL and params[0].dtype in (torch.float32, torch.bfloat16):
+    if first.is_cuda and first.dtype in cuda_kernel.DTYPES and cuda_kernel.available():
+        return "fused"
+    if sum(p.numel() for p in params) >= COMPILE_MIN_NUMEL and first.dtype in (torch.float32, torch.bfloat16):
         return "compiled"
     return "foreach"
