@@ -62,7 +62,7 @@ class OptimConfig:
     # Batch size that `lr` was tuned for; when the global batch differs, lr is scaled linearly.
     # None: use lr as given.
     reference_batch_size: Optional[int] = None
-    # Implementation choice for GRDA: auto | foreach | reference
+    # Implementation choice for GRDA: auto | fused | compiled | foreach | reference (see src/optim/grda.py)
     impl: str = "auto"
 
 

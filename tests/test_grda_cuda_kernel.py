@@ -21,7 +21,7 @@ from src.optim.grda import GRDA
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs where one is lent)")
-needs_triton = pytest.mark.skipif(cuda_kernel.triton is None, reason="this PyTorch build has no Triton")
+needs_triton = pytest.mark.skipif(not cuda_kernel.triton_installed(), reason="this PyTorch build has no Triton")
 
 INTERPRETED = textwrap.dedent(
     """
@@ -107,3 +107,11 @@ def test_fused_cuda_path_follows_new_gradient_addresses():
         opt.step()
         ref.step()
     torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_importing_the_optimizer_does_not_import_triton():
+    """Triton costs ~75 MB of memory: the optimizer imports it only to update CUDA tensors (torchvision, which the
+    harness imports, brings it in anyway)."""
+    code = "import sys, src.optim.grda; assert 'triton' not in sys.modules, 'triton imported'"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
