@@ -40,8 +40,9 @@ tables: imagenet-table cifar-table cifar10-figure
 
 bench: setup  ## optimizer step time and training throughput tables in results/bench/
 	$(PY) scripts/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 1500 --out results/bench/train_keras_cnn_b10.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --out results/bench/train_keras_cnn_b128.md
+	MALLOC_MMAP_THRESHOLD_=131072 $(PY) scripts/bench_optimizer.py --models resnet50 --repeats 10 --out results/bench/optimizer_cpu_malloc_mmap.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --out results/bench/train_keras_cnn_b10.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --out results/bench/train_keras_cnn_b128.md
 	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --out results/bench/train_resnet50_b8.md
 
 frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*

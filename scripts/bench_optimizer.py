@@ -14,6 +14,7 @@ reference path.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -146,7 +147,7 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpus = len(__import__("os").sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
     return f"{platform.processor() or platform.machine()}, {cpus} CPU cores, {torch.get_num_threads()} torch threads"
 
 
@@ -160,11 +161,13 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
 
+    # the allocator setting decides what the per-parameter loop's fresh tensors cost: say it when it is set
+    malloc_env = "".join(f"{k}={v} " for k, v in os.environ.items() if k.startswith("MALLOC_"))
     lines = [
         "# Optimizer step time",
         "",
         f"Machine: {machine(device)}; torch {torch.__version__}; device {device}.",
-        f"Command: `python scripts/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
+        f"Command: `{malloc_env}python scripts/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
         f"--models {' '.join(args.models)}`",
         f"Median of {args.repeats} steps after {args.warmup} warm-up steps, variants interleaved in a shuffled order, "
         "each step from a cold "

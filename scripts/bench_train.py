@@ -5,13 +5,14 @@
                                   [--steps 600] [--rounds 3] [--out results/bench/train_keras_cnn.md]
     python scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 8
 
-Throughput is timed from the second optimizer step on (the first warms up, and compiles gRDA's fused update
-for large models). Each measurement is its own process: the harness is `src/train.py` for one epoch cut at --steps optimizer
+Throughput is timed from the second optimizer step on (the first warms up, and builds gRDA's fused kernel).
+Each measurement is its own process: the harness is `src/train.py` for one epoch cut at --steps optimizer
 steps (its metrics.csv reports train_img_per_s over the training loop, per-layer sparsity logging at the
 default interval included); the bare loop is the minimal DataLoader -> forward -> backward -> step loop below
 on the same dataset, model and batch size. Rounds interleave the six variants (harness and bare loop; SGD, SGD with
 momentum, gRDA); medians are reported. Peak memory is the process's peak resident set (ru_maxrss), which for the
-harness includes its evaluation and checkpoint writing.
+harness includes its evaluation and checkpoint writing. On a shared machine whose speed drifts, a last, paired
+measurement compares the optimizers in one process, stepping each one's own model copy on the same batch in turn.
 """
 
 from __future__ import annotations
@@ -79,6 +80,50 @@ def bare_loop(args) -> None:
     print(json.dumps({"img_per_s": images_seen / elapsed, "peak_memory_mb": peak}))
 
 
+def paired_loop(args) -> None:
+    """Every optimizer on its own copy of the model, stepped in turn on the same batches in one process (a new order
+    each step), so that drifts in machine speed hit them alike; prints a JSON line of img/s per optimizer.
+    Data loading is outside the timed part."""
+    import random
+
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from src import config as _config  # noqa: F401
+    from src.data import build_datasets
+    from src.models import build_model
+    from src.optim.build import build_optimizer
+
+    runs = {}
+    for optim in OPTIMS:
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=harness_overrides(args, optim))
+        torch.manual_seed(0)
+        bundle = build_datasets(cfg.data)
+        model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape))
+        runs[optim] = (model.train(), build_optimizer(model, cfg.optim, cfg.optim.lr))
+    loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size, shuffle=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    seconds = {optim: 0.0 for optim in runs}
+    images = 0
+    order = list(runs)
+    for step, (x, y) in enumerate(loader):
+        if step >= args.steps:
+            break
+        random.shuffle(order)
+        for optim in order:
+            model, optimizer = runs[optim]
+            start = time.perf_counter()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step > 0:  # the first step warms up
+                seconds[optim] += time.perf_counter() - start
+        images += y.shape[0] if step > 0 else 0
+    print(json.dumps({optim: images / s for optim, s in seconds.items()}))
+
+
 def harness_overrides(args, optim: str) -> list:
     experiment, extra = SETUPS[args.setup]
     out = [f"experiment={experiment}", f"trainer.batch_size={args.batch_size}", *OPTIMS[optim], *extra]
@@ -107,6 +152,15 @@ def run_bare(args, optim: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_paired(args) -> dict:
+    cmd = [sys.executable, __file__, "--child-paired", "--setup", args.setup, "--batch-size", str(args.batch_size),
+           "--steps", str(args.steps)]
+    if args.data_root:
+        cmd += ["--data-root", args.data_root]
+    proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def make_imagenet_like(root: Path, n: int = 32) -> None:
     """A small ImageFolder of random 256x256 JPEGs (ResNet-50 compute does not depend on the pixels)."""
     import numpy as np
@@ -129,10 +183,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)
     parser.add_argument("--child-bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-paired", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optim", default="sgd", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_bare:
         bare_loop(args)
+        return 0
+    if args.child_paired:
+        paired_loop(args)
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +203,7 @@ def main() -> int:
             for optim in OPTIMS:
                 results[("harness", optim)].append(run_harness(args, optim, tmp))
                 results[("bare", optim)].append(run_bare(args, optim))
+        paired = run_paired(args)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")} for k, v in results.items()}
 
     cpus = len(os.sched_getaffinity(0))
@@ -169,6 +228,11 @@ def main() -> int:
         f"- gRDA / SGD throughput, bare loop: {ratio(('bare', 'grda'), ('bare', 'sgd')):.3f}",
         "- harness / bare loop: " + "; ".join(f"{o} {ratio(('harness', o), ('bare', o)):.3f}" for o in OPTIMS),
         f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, bare loop {extra_mb('bare'):+.0f} MB",
+        "",
+        f"Paired bare loop ({args.steps} steps in one process; every optimizer steps its own copy of the model on the "
+        "same batch in turn, in a new order each step, so machine-speed drifts hit all alike; data loading not timed): "
+        + ", ".join(f"{o} {v:.1f} img/s" for o, v in paired.items())
+        + f"; gRDA / SGD {paired['grda'] / paired['sgd']:.3f}, gRDA / SGD momentum {paired['grda'] / paired['sgd_momentum']:.3f}.",
     ]
     text = "\n".join(lines)
     print(text)

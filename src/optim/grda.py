@@ -18,8 +18,8 @@ from src.optim import cpu_kernel, cuda_kernel
 __all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold"]
 
 IMPLEMENTATIONS = ("auto", "fused", "compiled", "foreach", "reference")
-# "auto" compiles the fused update for parameter sets at least this large (a one-off compile of ~40 s on
-# 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
+# Where no fused kernel runs, "auto" compiles the update for parameter sets at least this large (a one-off
+# compile of ~40 s on 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
 COMPILE_MIN_NUMEL = 5_000_000
 
 
@@ -72,16 +72,17 @@ class GRDA(Optimizer):
             authors recommend :math:`\mu \in \{0.501, 0.51, 0.55\}`. Larger ``mu`` gives a
             sparser network. Values outside (0.5, 1) are allowed with a warning (the authors'
             own figures use 0.3 and 1.0).
-        impl: ``"auto"`` (default: ``"fused"`` for fp32 parameters on the CPU, ``"compiled"`` for
-            other fp32/bf16 parameter sets of 5M+ entries, else ``"foreach"``), ``"fused"`` (a
-            hand-written multi-threaded CPU kernel, ``grda_cpu.c``, built on first use with the
-            system C compiler: one pass over memory with streaming stores for the weights;
-            bit-identical to ``"reference"`` on x86-64 with AVX2/FMA; tensors it cannot take and
-            machines without a compiler go through ``"foreach"``), ``"compiled"`` (the update fused
-            by ``torch.compile`` into one pass per tensor: read a and g, write a and w; falls back to
-            ``"foreach"`` with a warning where it cannot compile), ``"foreach"`` (one multi-tensor
-            accumulate, then one soft threshold per tensor; bit-identical to ``"reference"``) or
-            ``"reference"`` (the literal per-parameter formula, for checking).
+        impl: ``"auto"`` (default: ``"fused"`` where a fused kernel runs, i.e. fp32 on the CPU and
+            fp32/bf16/fp16 on CUDA; else ``"compiled"`` for fp32/bf16 parameter sets of 5M+ entries;
+            else ``"foreach"``), ``"fused"`` (hand-written kernels, one pass over memory: on the CPU
+            ``grda_cpu.c``, built on first use with the system C compiler, streaming stores for the
+            weights, PyTorch's OpenMP threads, bit-identical to ``"reference"`` on x86-64 with
+            AVX2/FMA; on CUDA one Triton launch for all tensors; tensors a kernel cannot take, and
+            machines without a compiler or Triton, go through ``"foreach"``), ``"compiled"`` (the
+            update fused by ``torch.compile`` into one pass per tensor; falls back to ``"foreach"``
+            with a warning where it cannot compile), ``"foreach"`` (one multi-tensor accumulate,
+            then one soft threshold per tensor; equal to ``"reference"``) or ``"reference"`` (the
+            literal per-parameter formula, for checking).
 
     Tuning, as the authors advise: fix ``mu`` (e.g. 0.51), then search for the largest ``c``
     that keeps the test accuracy of a c = 0 run after 1–5 epochs.
