@@ -130,6 +130,11 @@ def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
     """The kernel walks the three tensors' memory as flat arrays: float32 on the CPU, one dense layout."""
     if not p.is_cpu or p.dtype != torch.float32 or g.dtype != torch.float32 or a.dtype != torch.float32:
         return False
+    return same_dense_layout(p, g, a)
+
+
+def same_dense_layout(p: Tensor, g: Tensor, a: Tensor) -> bool:
+    """The three tensors lie in memory alike and densely, so a kernel may walk them as flat arrays."""
     if p.is_contiguous() and g.is_contiguous() and a.is_contiguous():  # the common case, checked cheaply
         return True
     return p.stride() == g.stride() == a.stride() and p.is_contiguous(memory_format=torch.channels_last)

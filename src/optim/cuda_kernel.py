@@ -18,6 +18,8 @@ from typing import Callable, List
 import torch
 from torch import Tensor
 
+from src.optim.cpu_kernel import same_dense_layout
+
 BLOCK = 4096  # elements per program
 NUM_WARPS = 8
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -43,9 +45,7 @@ def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
         return False
     if any(t.data_ptr() % 16 for t in (p, g, a)):  # the kernel loads and stores 16 bytes at a time
         return False
-    if p.is_contiguous() and g.is_contiguous() and a.is_contiguous():
-        return True
-    return p.stride() == g.stride() == a.stride() and p.is_contiguous(memory_format=torch.channels_last)
+    return same_dense_layout(p, g, a)
 
 
 def prepare(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> Callable[[float, float], None]:
