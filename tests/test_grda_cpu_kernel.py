@@ -149,6 +149,68 @@ def test_tensors_the_kernel_cannot_take_go_through_foreach():
         assert p.dtype == q.dtype and p.stride() == q.stride()
 
 
+def count_plans(monkeypatch) -> list:
+    made = []
+    original = grda_module._Plan.__init__
+
+    def counting(self, *args):
+        made.append(self)
+        original(self, *args)
+
+    monkeypatch.setattr(grda_module, "_plans", {})
+    monkeypatch.setattr(grda_module._Plan, "__init__", counting)
+    return made
+
+
+def test_plan_is_kept_while_gradients_move(monkeypatch):
+    """On the CPU every backward leaves its gradients at new addresses: the plan stays, the gradients are rebound."""
+    made = count_plans(monkeypatch)
+    torch.manual_seed(5)
+    base = [torch.randn(s) for s in [(30, 20), (20,), (7,)]]
+    runs, kept = {}, []
+    for impl in ("fused", "reference"):
+        params = [torch.nn.Parameter(b.clone()) for b in base]
+        opt = GRDA(params, lr=0.1, c=0.3, mu=0.51, impl=impl)
+        gen = torch.Generator().manual_seed(6)
+        for _ in range(5):
+            grads = [torch.randn(p.shape, generator=gen) for p in params]
+            kept.append(grads)  # keep them alive, so the next ones cannot reuse their memory
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+        runs[impl] = params
+    assert len(made) == 1, "one plan for five steps"
+    for p, q in zip(runs["fused"], runs["reference"]):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_a_gradient_in_another_layout_gets_a_new_plan(monkeypatch):
+    """A channels_last weight: its channels_last gradient goes through the kernel, gradients in other layouts (set by
+    hand) through foreach; each is read correctly."""
+    made = count_plans(monkeypatch)
+    torch.manual_seed(7)
+    w = torch.randn(4, 3, 2, 5).to(memory_format=torch.channels_last)
+    shape = w.shape
+    layouts = [
+        lambda g: g.to(memory_format=torch.channels_last),
+        lambda g: g.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3),  # neither contiguous nor channels_last
+        lambda g: g.contiguous(),
+        lambda g: g.to(memory_format=torch.channels_last),
+    ]
+    grads = [torch.randn(shape) for _ in layouts]
+    runs = {}
+    for impl in ("fused", "reference"):
+        p = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
+        opt = GRDA([p], lr=0.1, c=2.0, mu=0.6, impl=impl)
+        for layout, g in zip(layouts, grads):
+            p.grad = layout(g.clone())
+            opt.step()
+        runs[impl] = p
+    assert len(made) == 4, "a plan for each change of layout"
+    torch.testing.assert_close(runs["fused"], runs["reference"], rtol=0, atol=1e-6)
+    assert int((runs["reference"] == 0).sum()) > 10
+
+
 @pytest.fixture
 def fresh_kernel(monkeypatch, tmp_path):
     """A kernel module with nothing built or loaded yet, caching in tmp_path."""

@@ -34,9 +34,13 @@ INTERPRETED = textwrap.dedent(
         w = [torch.randn(n).to(dtype) for n in sizes]
         a = [x.clone() for x in w]
         w_ref, a_ref = [x.clone() for x in w], [x.clone() for x in w]
+        launch = cuda_kernel.Launch(w, w, a)
+        kept = []
         for step in range(1, 4):
-            g = [torch.randn(n).to(dtype) for n in sizes]
-            cuda_kernel.update(w, g, a, lr=0.1, tau=0.2 * step)
+            g = [torch.randn(n).to(dtype) for n in sizes]  # new gradients at new addresses: their table is re-sent
+            kept.append(g)
+            assert launch.bind_grads(g)
+            launch(0.1, 0.2 * step)
             for x, y, d in zip(w_ref, a_ref, g):
                 y.add_(d, alpha=-0.1)
                 x.copy_(torch.sign(y) * torch.clamp(y.abs() - 0.2 * step, min=0))
@@ -47,6 +51,7 @@ INTERPRETED = textwrap.dedent(
         zeros_ref = sum(int((y == 0).sum()) for y in w_ref)
         zeros = sum(int((x == 0).sum()) for x in w)
         assert zeros_ref > 1000 and abs(zeros - zeros_ref) <= flips, (zeros, zeros_ref)
+        assert not launch.bind_grads([torch.randn(n + 1).to(dtype)[1:] for n in sizes])  # misaligned: refused
     print("interpreted kernel ok")
     """
 )

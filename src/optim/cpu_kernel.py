@@ -11,6 +11,7 @@ build it at the same time. Set ``CC`` to choose the compiler.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import hashlib
 import os
@@ -20,7 +21,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ FLAGS = ["-O3", "-shared", "-fPIC"]
 THREAD_FLAGS = ["-fopenmp"]  # dropped if the compiler has no OpenMP: the kernel then runs on one thread
 # Streaming stores bypass the cache: worth it only when the weights would not stay in cache anyway.
 STREAMING_MIN_BYTES = 32 * 2**20
+POINTER_TYPECODE = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"  # array.array of addresses
 # Below this many elements per thread, starting a thread costs more than it saves.
 MIN_NUMEL_PER_THREAD = 2**18
 
@@ -111,7 +113,8 @@ def load() -> Optional[ctypes.CDLL]:
     lib.grda_update_f32.restype = None
     lib.grda_update_f32.argtypes = [
         ctypes.c_int64,
-        *[ctypes.POINTER(ctypes.c_void_p)] * 3,
+        *[ctypes.POINTER(ctypes.c_void_p)] * 2,
+        ctypes.c_void_p,  # the gradients' addresses: an array.array, bound anew each step
         ctypes.POINTER(ctypes.c_int64),
         ctypes.c_float,
         ctypes.c_float,
@@ -140,25 +143,38 @@ def same_dense_layout(p: Tensor, g: Tensor, a: Tensor) -> bool:
     return p.stride() == g.stride() == a.stride() and p.is_contiguous(memory_format=torch.channels_last)
 
 
-def prepare(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> Callable[[float, float], None]:
-    """A call ``launch(lr, tau)`` that updates these tensors (each passing ``supports``) at their current addresses."""
-    lib = load()
-    count = len(params)
-    pointers = ctypes.c_void_p * count
-    numel = [p.numel() for p in params]
-    total = sum(numel)
-    args = (
-        count,
-        pointers(*[p.data_ptr() for p in params]),
-        pointers(*[a.data_ptr() for a in accumulators]),
-        pointers(*[g.data_ptr() for g in grads]),
-        (ctypes.c_int64 * count)(*numel),
-    )
-    streaming = int(4 * total >= STREAMING_MIN_BYTES)
-    threads = max(1, min(torch.get_num_threads(), total // MIN_NUMEL_PER_THREAD))
-    return lambda lr, tau: lib.grda_update_f32(*args, lr, tau, streaming, threads)
+class Launch:
+    """``bind_grads(grads)`` then ``launch(lr, tau)``: the update of a fixed set of tensors (each passing ``supports``).
+
+    Parameters and accumulators are fixed at their current addresses; gradients are bound anew for every step, since
+    on the CPU they come back at new addresses each step.
+    """
+
+    def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
+        self._lib = load()
+        count = len(params)
+        numel = [p.numel() for p in params]
+        total = sum(numel)
+        pointers = ctypes.c_void_p * count
+        self._w = pointers(*[p.data_ptr() for p in params])
+        self._a = pointers(*[a.data_ptr() for a in accumulators])
+        self._numel = (ctypes.c_int64 * count)(*numel)
+        self._count = count
+        self._streaming = int(4 * total >= STREAMING_MIN_BYTES)
+        self._threads = max(1, min(torch.get_num_threads(), total // MIN_NUMEL_PER_THREAD))
+        self._g = None
+        self.bind_grads(grads)
+
+    def bind_grads(self, grads: List[Tensor]) -> bool:
+        """Take these gradients (same sizes and layouts as the ones given before) for the next launch."""
+        self._g = array.array(POINTER_TYPECODE, map(Tensor.data_ptr, grads))
+        return True
+
+    def __call__(self, lr: float, tau: float) -> None:
+        self._lib.grda_update_f32(self._count, self._w, self._a, self._g.buffer_info()[0], self._numel, lr, tau,
+                                  self._streaming, self._threads)
 
 
 def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
     """a <- a - lr * g; w <- softshrink(a, tau) for tensors that pass ``supports``, in one call."""
-    prepare(params, grads, accumulators)(lr, tau)
+    Launch(params, grads, accumulators)(lr, tau)

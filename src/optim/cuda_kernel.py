@@ -4,8 +4,9 @@ Per element, like the CPU kernel (grda_cpu.c):  a <- fma(g, -lr, a);  w <- softs
 The update is memory-bound and a GPU moves ResNet-50's 100 MB in a few tens of microseconds, so what costs is
 launching: one kernel per tensor (161 for ResNet-50) takes several times a plain SGD step. Here one launch covers all
 tensors: a table maps each program to (tensor, offset), and the tensors' addresses are read from a second table.
-The tables are built by ``prepare`` and reused by GRDA while the tensors' addresses stay the same (gradients freed
-by ``zero_grad(set_to_none=True)`` usually come back at the same addresses from PyTorch's caching allocator).
+The tables are built once per set of parameters and reused by GRDA while the tensors' addresses stay the same
+(gradients freed by ``zero_grad(set_to_none=True)`` usually come back at the same addresses from PyTorch's caching
+allocator; when they do not, only their table is uploaded again).
 
 Nothing here is needed for correctness: without Triton GRDA uses its other paths.
 """
@@ -13,7 +14,7 @@ Nothing here is needed for correctness: without Triton GRDA uses its other paths
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable, List
+from typing import List
 
 import torch
 from torch import Tensor
@@ -48,31 +49,51 @@ def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
     return same_dense_layout(p, g, a)
 
 
-def prepare(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> Callable[[float, float], None]:
-    """A call ``launch(lr, tau)`` that updates these tensors (one device and dtype, each passing ``supports``) at their
-    current addresses with one kernel launch."""
-    device = params[0].device
-    numels = [p.numel() for p in params]
-    counts = torch.tensor([-(-n // BLOCK) for n in numels])
-    tensor_of_chunk = torch.repeat_interleave(torch.arange(len(numels)), counts)
-    first_chunk = torch.cumsum(counts, 0) - counts
-    start = (torch.arange(int(counts.sum())) - first_chunk[tensor_of_chunk]) * BLOCK
-    addresses = [torch.tensor([t.data_ptr() for t in ts], dtype=torch.int64) for ts in (params, accumulators, grads)]
-    tables = [x.to(device) for x in (*addresses, tensor_of_chunk, start, torch.tensor(numels, dtype=torch.int64))]
-    from src.optim import _grda_triton  # here, not at the top: importing Triton costs memory and time
+class Launch:
+    """``bind_grads(grads)`` then ``launch(lr, tau)``: one kernel launch that updates a fixed set of tensors (one device
+    and dtype, each passing ``supports``).
 
-    kernel = _grda_triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
-    dtype = _grda_triton.TL_DTYPES[params[0].dtype]
+    Parameters and accumulators are fixed at their current addresses. The gradients' address table is uploaded again
+    only when their addresses change.
+    """
 
-    def launch(lr: float, tau: float) -> None:
-        if device.type != "cuda":  # Triton's interpreter (TRITON_INTERPRET=1): how the tests run it without a GPU
-            return kernel(*tables, lr, tau, BLOCK=BLOCK, DTYPE=dtype)
-        with torch.cuda.device(device):
-            kernel(*tables, lr, tau, BLOCK=BLOCK, DTYPE=dtype, num_warps=NUM_WARPS)
+    def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
+        self.device = params[0].device
+        numels = [p.numel() for p in params]
+        counts = torch.tensor([-(-n // BLOCK) for n in numels])
+        tensor_of_chunk = torch.repeat_interleave(torch.arange(len(numels)), counts)
+        first_chunk = torch.cumsum(counts, 0) - counts
+        start = (torch.arange(int(counts.sum())) - first_chunk[tensor_of_chunk]) * BLOCK
+        self._tables = [
+            self._addresses(tuple(map(Tensor.data_ptr, tensors))) for tensors in (params, accumulators, grads)
+        ] + [x.to(self.device) for x in (tensor_of_chunk, start, torch.tensor(numels, dtype=torch.int64))]
+        self._grad_addresses = tuple(map(Tensor.data_ptr, grads))
+        from src.optim import _grda_triton  # here, not at the top: importing Triton costs memory and time
 
-    return launch
+        self._kernel = _grda_triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
+        self._dtype = _grda_triton.TL_DTYPES[params[0].dtype]
+
+    def _addresses(self, addresses: tuple) -> Tensor:
+        return torch.tensor(addresses, dtype=torch.int64).to(self.device)
+
+    def bind_grads(self, grads: List[Tensor]) -> bool:
+        """Take these gradients (same sizes and layouts as before) for the next launch; False if they are not 16-byte
+        aligned, which the kernel needs."""
+        addresses = tuple(map(Tensor.data_ptr, grads))
+        if addresses != self._grad_addresses:
+            if any(address % 16 for address in addresses):
+                return False
+            self._tables[2] = self._addresses(addresses)
+            self._grad_addresses = addresses
+        return True
+
+    def __call__(self, lr: float, tau: float) -> None:
+        if self.device.type != "cuda":  # Triton's interpreter (TRITON_INTERPRET=1): how the tests run it without a GPU
+            return self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype)
+        with torch.cuda.device(self.device):
+            self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype, num_warps=NUM_WARPS)
 
 
 def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
     """a <- a - lr * g; w <- softshrink(a, tau) for tensors that pass ``supports`` (one device and dtype)."""
-    prepare(params, grads, accumulators)(lr, tau)
+    Launch(params, grads, accumulators)(lr, tau)

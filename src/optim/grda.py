@@ -252,7 +252,44 @@ def _compiled_update(params: List[Tensor], grads: List[Tensor], accumulators: Li
         _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
 
 
-_plans: Dict[tuple, list] = {}
+class _Plan:
+    """Which kernel updates which tensors of one parameter set, with the kernels' address tables, made once and reused
+    while the parameters and accumulators stay where they are. Gradients are bound anew at every step."""
+
+    def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
+        routes: Dict[object, List[int]] = {}
+        for i, (p, g, a) in enumerate(zip(params, grads, accumulators)):
+            if cpu_kernel.supports(p, g, a) and cpu_kernel.available():
+                route = cpu_kernel.Launch
+            elif cuda_kernel.supports(p, g, a) and cuda_kernel.available():
+                route = (p.device, p.dtype)
+            else:
+                route = "foreach"
+            routes.setdefault(route, []).append(i)
+        self.foreach = routes.pop("foreach", [])
+        self.kernels = []  # (launch, indices of its tensors, or None for all)
+        for route, indices in routes.items():
+            make = cpu_kernel.Launch if route is cpu_kernel.Launch else cuda_kernel.Launch
+            launch = make(*([lst[i] for i in indices] for lst in (params, grads, accumulators)))
+            self.kernels.append((launch, None if len(indices) == len(params) else indices))
+        # gradients that are not contiguous were checked against their parameter's strides: check new ones alike
+        self.grad_strides = {i: g.stride() for i, g in enumerate(grads) if not g.is_contiguous()}
+
+    def bind_grads(self, grads: List[Tensor]) -> bool:
+        """Point the kernels at this step's gradients; False if a kernel cannot take them (the plan is then remade)."""
+        if any(grads[i].stride() != strides for i, strides in self.grad_strides.items()):
+            return False
+        return all(launch.bind_grads(grads if indices is None else [grads[i] for i in indices])
+                   for launch, indices in self.kernels)
+
+    def run(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: float, tau: float) -> None:
+        for launch, _ in self.kernels:
+            launch(lr, tau)
+        if self.foreach:
+            _foreach_update(*([lst[i] for i in self.foreach] for lst in (params, grads, accumulators)), lr=lr, tau=tau)
+
+
+_plans: Dict[tuple, _Plan] = {}
 MAX_PLANS = 8
 
 
@@ -263,50 +300,26 @@ def _fused_update(
 
     CPU: dense fp32 through grda_cpu.c. CUDA: fp32/bf16/fp16 through one Triton launch per (device, dtype).
     Which tensor goes where, and the kernels' address tables, are worked out once per set of tensors and reused
-    while their addresses, sizes, dtypes and layouts stay the same: checking each tensor on every step would cost
-    more host time than a GPU spends on the whole update.
+    while the parameters and accumulators keep their addresses and the gradients their sizes and layouts: checking
+    each tensor on every step would cost more host time than a GPU spends on the whole update.
     """
     key = _plan_key(params, grads, accumulators)
     plan = _plans.get(key)
-    if plan is None:
+    if plan is None or not plan.bind_grads(grads):
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
-        plan = _plans[key] = _make_plan(params, grads, accumulators)
-    for launch, indices in plan:
-        if launch is not None:
-            launch(lr, tau)
-        else:
-            _foreach_update(*([lst[i] for i in indices] for lst in (params, grads, accumulators)), lr=lr, tau=tau)
+        plan = _plans[key] = _Plan(params, grads, accumulators)
+    plan.run(params, grads, accumulators, lr, tau)
 
 
 def _plan_key(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> tuple:
-    address, contiguous = Tensor.data_ptr, Tensor.is_contiguous
+    # A gradient always has its parameter's size, dtype and device (autograd enforces it), so the gradients' sizes
+    # and contiguity stand for the parameters' too; the gradients' addresses are bound per step (Plan.bind_grads).
+    address = Tensor.data_ptr
     return (
-        tuple(map(address, params)), tuple(map(address, accumulators)), tuple(map(address, grads)),
-        tuple(map(contiguous, params)), tuple(map(contiguous, grads)), tuple(map(Tensor.numel, params)),
-        tuple(p.dtype for p in params), torch.get_num_threads(),
+        tuple(map(address, params)), tuple(map(address, accumulators)),
+        tuple(map(Tensor.numel, grads)), tuple(map(Tensor.is_contiguous, grads)), torch.get_num_threads(),
     )
-
-
-def _make_plan(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> list:
-    """[(launch(lr, tau), None) for each kernel batch] + [(None, indices)] for the tensors no kernel takes."""
-    batches: Dict[object, List[int]] = {}
-    for i, (p, g, a) in enumerate(zip(params, grads, accumulators)):
-        if cpu_kernel.supports(p, g, a) and cpu_kernel.available():
-            key = "cpu"
-        elif cuda_kernel.supports(p, g, a) and cuda_kernel.available():
-            key = (p.device, p.dtype)
-        else:
-            key = "foreach"
-        batches.setdefault(key, []).append(i)
-    plan = []
-    for key, indices in batches.items():
-        if key == "foreach":
-            plan.append((None, indices))
-        else:
-            prepare = cpu_kernel.prepare if key == "cpu" else cuda_kernel.prepare
-            plan.append((prepare(*([lst[i] for i in indices] for lst in (params, grads, accumulators))), None))
-    return plan
 
 
 _UPDATES = {
