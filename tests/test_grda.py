@@ -6,8 +6,10 @@ w_n = S_{tau_n}(w_0 - lr * sum_k g_k) with tau_n = c * sqrt(lr) * (n * lr) ** mu
 
 from __future__ import annotations
 
+import collections
 import copy
 import io
+import pickle
 import warnings
 
 import numpy as np
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from src.optim import grda as grda_module
-from src.optim.grda import GRDA
+from src.optim.grda import GRDA, closed_form_threshold
 
 IMPLS = ["auto", "fused", "foreach", "reference"]  # "compiled" has tests of its own (it compiles per shape set)
 
@@ -251,6 +253,65 @@ def test_state_dict_resume_is_bit_identical():
         assert torch.equal(opt.state[p]["accumulator"], opt2.state[q]["accumulator"])
         assert opt.state[p]["tau"] == opt2.state[q]["tau"]
         assert opt.state[p]["step"] == opt2.state[q]["step"] == 20
+
+
+def test_loading_state_into_a_stepping_optimizer_takes_effect():
+    """GRDA caches which state dict belongs to which parameter: loading a state must replace what it steps."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.Tanh(), torch.nn.Linear(12, 2))
+    opt = GRDA(model.parameters(), lr=0.3, c=0.05, mu=0.55)
+    gen = torch.Generator().manual_seed(0)
+    _train_steps(model, opt, gen, 5)
+    saved = copy.deepcopy({"model": model.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state()})
+    _train_steps(model, opt, gen, 5)
+    first = [p.detach().clone() for p in model.parameters()]
+
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optim"])
+    gen.set_state(saved["gen"])
+    _train_steps(model, opt, gen, 5)
+    for p, q in zip(model.parameters(), first):
+        assert torch.equal(p, q)
+    assert all(opt.state[p]["step"] == 10 for p in model.parameters())
+
+
+@pytest.mark.parametrize("reset", ["replace", "delete", "new_state"])
+def test_resetting_a_parameters_state_restarts_it(reset):
+    """A parameter whose state is reset by hand starts again from its current weight, as on its first step."""
+    torch.manual_seed(0)
+    w, b = torch.nn.Parameter(torch.randn(20)), torch.nn.Parameter(torch.randn(3))
+    opt = GRDA([w, b], lr=0.1, c=0.5, mu=0.6)
+    for _ in range(3):
+        w.grad, b.grad = torch.randn(20), torch.randn(3)
+        opt.step()
+    if reset == "replace":
+        opt.state[w] = {}
+    elif reset == "delete":
+        del opt.state[w]
+    else:
+        opt.state = collections.defaultdict(dict, {b: opt.state[b]})
+    start = w.detach().clone()
+    g = torch.randn(20)
+    w.grad, b.grad = g, torch.randn(3)
+    opt.step()
+    assert opt.state[w]["step"] == 1 and opt.state[b]["step"] == 4
+    a = start - 0.1 * g
+    torch.testing.assert_close(opt.state[w]["accumulator"], a, rtol=0, atol=1e-6)
+    tau = closed_form_threshold(1, 0.1, 0.5, 0.6)
+    torch.testing.assert_close(w.detach(), torch.sign(a) * torch.clamp(a.abs() - tau, min=0), rtol=0, atol=1e-6)
+
+
+def test_optimizer_pickles_and_copies_with_its_state():
+    p = torch.nn.Parameter(torch.randn(10))
+    opt = GRDA([p], lr=0.1, c=0.5, mu=0.6)
+    p.grad = torch.randn(10)
+    opt.step()
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        (q,) = twin.param_groups[0]["params"]
+        assert twin.state[q]["step"] == 1
+        q.grad = p.grad.clone()
+        twin.step()
+        assert twin.state[q]["step"] == 2 and opt.state[p]["step"] == 1
 
 
 def test_grad_scaler_step():
