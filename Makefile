@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
 EPOCHS ?= 10
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,12 @@ tables: imagenet-table cifar-table cifar10-figure
 bench: setup  ## optimizer step time and training throughput tables in results/bench/
 	$(PY) scripts/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
 	MALLOC_MMAP_THRESHOLD_=131072 $(PY) scripts/bench_optimizer.py --models resnet50 --repeats 10 --out results/bench/optimizer_cpu_malloc_mmap.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --out results/bench/train_keras_cnn_b10.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --out results/bench/train_keras_cnn_b128.md
-	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --out results/bench/train_resnet50_b8.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --chunk 20 --out results/bench/train_keras_cnn_b10.md
+	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
+	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
+
+bench-cuda: setup  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
+	$(PY) scripts/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md
 
 frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*
 	scripts/frontier_runs.sh

@@ -5,15 +5,15 @@
                                   [--steps 600] [--rounds 3] [--out results/bench/train_keras_cnn.md]
     python scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 8
 
-Throughput is timed from the second optimizer step on (the first warms up, and builds gRDA's fused kernel).
-Each measurement is its own process: the harness is `src/train.py` for one epoch cut at --steps optimizer
-steps (its metrics.csv reports train_img_per_s over the training loop, per-layer sparsity logging at the
-default interval included); the bare loop is the minimal DataLoader -> forward -> backward -> step loop below
-on the same dataset, model and batch size. Rounds interleave the six variants (harness and bare loop; SGD, SGD with
-momentum, gRDA); medians are reported. Peak memory is the process's peak resident set (ru_maxrss), which for the
-harness includes its evaluation and checkpoint writing. On a shared machine whose speed drifts, a last, paired
-measurement compares the optimizers in one process, stepping each one's own model copy on its own copy of the data
-in turn (loading included).
+Two measurements. First, interleaved in one process (what the ratios should be read from: this machine's speed
+drifts between processes by more than the differences measured): the harness's training loop (train_one_epoch from
+src/train.py, with its logging at the default intervals) and the minimal DataLoader -> forward -> backward -> step
+loop below, for every optimizer, each on its own model copy and data loader, take turns of --chunk steps in a new order
+each round. Second, separate processes: the harness is a whole `src/train.py` run of one epoch cut at --steps
+optimizer steps (its metrics.csv reports train_img_per_s over the training loop, timed from the second step), the bare
+loop a child process; rounds run the six variants (harness and bare loop; SGD, SGD with momentum, gRDA) in a new order
+each round, and medians are reported with each process's peak resident set (ru_maxrss, which for the harness includes
+its evaluation and checkpoint writing).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -81,48 +82,78 @@ def bare_loop(args) -> None:
     print(json.dumps({"img_per_s": images_seen / elapsed, "peak_memory_mb": peak}))
 
 
-def paired_loop(args) -> None:
-    """Every optimizer on its own copy of the model and its own DataLoader (same seed, so the same batches), stepped in
-    turn in one process (a new order each step), so that drifts in machine speed hit them alike; prints a JSON line of
-    img/s per optimizer. Loading each batch is timed with the step, as in the bare loop."""
+def interleaved_loops(args) -> None:
+    """The harness's training loop (src/train.py's train_one_epoch: its logging at the default intervals, TensorBoard
+    included) and the bare loop, for every optimizer, each on its own model copy and data loader, all in one process:
+    they take turns in chunks of --chunk steps, in a new order each round, so that drifts in machine speed hit all
+    alike. Loading the data is timed with the steps (no worker processes, for every variant). Prints a JSON line of
+    img/s per "loop/optimizer"."""
     import random
 
     import torch
     from hydra import compose, initialize_config_dir
+    from torch.utils.tensorboard import SummaryWriter
 
     from src import config as _config  # noqa: F401
     from src.data import build_datasets
     from src.models import build_model
     from src.optim.build import build_optimizer
+    from src.train import Dist, StepLog, build_loaders, train_one_epoch
 
-    runs = {}
-    for optim in OPTIMS:
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=harness_overrides(args, optim))
-        torch.manual_seed(0)
-        bundle = build_datasets(cfg.data)
-        model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape))
-        loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(0))
-        runs[optim] = (model.train(), build_optimizer(model, cfg.optim, cfg.optim.lr), iter(loader))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    seconds = {optim: 0.0 for optim in runs}
-    images = 0
-    order = list(runs)
-    for step in range(args.steps):
-        random.shuffle(order)
-        for optim in order:
-            model, optimizer, batches = runs[optim]
-            start = time.perf_counter()
-            x, y = next(batches)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
+    device, world, loss_fn = torch.device("cpu"), Dist(), torch.nn.CrossEntropyLoss()
+    tensorboard = tempfile.TemporaryDirectory(prefix="bench_train_tb_")
+    setups = {}
+    for kind in ("harness", "bare"):
+        for optim in OPTIMS:
+            overrides = harness_overrides(args, optim) + ["trainer.workers=0", "trainer.progress=false",
+                                                          f"trainer.max_steps_per_epoch={args.chunk}"]
+            with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+                cfg = compose("train", overrides=overrides)
+            torch.manual_seed(0)
+            bundle = build_datasets(cfg.data)
+            model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape)).train()
+            loader = build_loaders(cfg, bundle, world, device)[0]
+            loader.sampler.generator.manual_seed(0)
+            setups[f"{kind}/{optim}"] = dict(
+                cfg=cfg, model=model, loader=loader, optimizer=build_optimizer(model, cfg.optim, cfg.optim.lr), step=0,
+                writer=SummaryWriter(log_dir=f"{tensorboard.name}/{optim}") if kind == "harness" else None,
+            )
+
+    def bare_chunk(s: dict) -> int:
+        images = 0
+        for i, (x, y) in enumerate(s["loader"]):
+            if i >= args.chunk:
+                break
+            loss = loss_fn(s["model"](x), y)
+            s["optimizer"].zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            if step > 0:  # the first step warms up
-                seconds[optim] += time.perf_counter() - start
-        images += y.shape[0] if step > 0 else 0
-    print(json.dumps({optim: images / s for optim, s in seconds.items()}))
+            s["optimizer"].step()
+            images += y.shape[0]
+        return images
+
+    def harness_chunk(s: dict) -> int:
+        out = train_one_epoch(s["model"], s["loader"], s["optimizer"], loss_fn, device, s["cfg"], 0, s["step"],
+                              s["writer"], world, StepLog(device))
+        steps = out["global_step"] - s["step"]
+        s["step"] = out["global_step"]
+        return steps * args.batch_size
+
+    seconds = {name: 0.0 for name in setups}
+    images = {name: 0 for name in setups}
+    order = list(setups)
+    for round_ in range(max(1, args.steps // args.chunk)):
+        random.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            n = harness_chunk(setups[name]) if name.startswith("harness") else bare_chunk(setups[name])
+            if round_ > 0:  # the first round warms up (and builds gRDA's fused kernel)
+                seconds[name] += time.perf_counter() - start
+                images[name] += n
+    for s in setups.values():
+        if s["writer"] is not None:
+            s["writer"].close()
+    tensorboard.cleanup()
+    print(json.dumps({name: images[name] / seconds[name] for name in setups}))
 
 
 def harness_overrides(args, optim: str) -> list:
@@ -153,9 +184,9 @@ def run_bare(args, optim: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_paired(args) -> dict:
-    cmd = [sys.executable, __file__, "--child-paired", "--setup", args.setup, "--batch-size", str(args.batch_size),
-           "--steps", str(args.steps)]
+def run_interleaved(args) -> dict:
+    cmd = [sys.executable, __file__, "--child-interleaved", "--setup", args.setup, "--batch-size", str(args.batch_size),
+           "--steps", str(args.steps), "--chunk", str(args.chunk)]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
@@ -184,14 +215,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)
     parser.add_argument("--child-bare", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--child-paired", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, default=20, help="steps per turn in the interleaved measurement")
+    parser.add_argument("--child-interleaved", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optim", default="sgd", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 2 * args.chunk and not args.child_bare:
+        parser.error(f"--steps ({args.steps}) must be at least twice --chunk ({args.chunk}): one turn warms up")
     if args.child_bare:
         bare_loop(args)
         return 0
-    if args.child_paired:
-        paired_loop(args)
+    if args.child_interleaved:
+        interleaved_loops(args)
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,21 +234,44 @@ def main() -> int:
             make_imagenet_like(tmp / "imagenet", n=max(32, args.steps * args.batch_size))
             args.data_root = str(tmp / "imagenet")
         results = {(kind, optim): [] for kind in ("harness", "bare") for optim in OPTIMS}
+        order = list(results)
+        shuffle = random.Random(0).shuffle
         for _ in range(args.rounds):
-            for optim in OPTIMS:
-                results[("harness", optim)].append(run_harness(args, optim, tmp))
-                results[("bare", optim)].append(run_bare(args, optim))
-        paired = run_paired(args)
+            shuffle(order)  # a new order each round: no variant always runs first, or after the same one
+            for kind, optim in order:
+                run = run_harness(args, optim, tmp) if kind == "harness" else run_bare(args, optim)
+                results[(kind, optim)].append(run)
+        together = run_interleaved(args)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")} for k, v in results.items()}
 
     cpus = len(os.sched_getaffinity(0))
+    t = together
+    rounds_together = max(1, args.steps // args.chunk) - 1
     lines = [
         f"# Training throughput: {args.setup}, batch {args.batch_size}",
         "",
         f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. Command: `python scripts/bench_train.py --setup "
-        f"{args.setup} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds}"
+        f"{args.setup} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds} --chunk {args.chunk}"
         + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
-        f"Median over {args.rounds} interleaved rounds of {args.steps} optimizer steps each (one process per measurement).",
+        "",
+        f"## Interleaved in one process ({rounds_together} timed turns of {args.chunk} steps per variant, after one "
+        "warm-up turn; the six variants in a new order each round, each on its own model copy and data loader; data "
+        "loading timed, no worker processes)",
+        "",
+        "| optimizer | harness img/s | bare loop img/s | harness / bare loop |",
+        "|---|---:|---:|---:|",
+    ]
+    for optim in OPTIMS:
+        h, b = t[f"harness/{optim}"], t[f"bare/{optim}"]
+        lines.append(f"| {optim} | {h:.1f} | {b:.1f} | {h / b:.3f} |")
+    lines += [
+        "",
+        f"- gRDA / SGD: harness {t['harness/grda'] / t['harness/sgd']:.3f}, bare loop {t['bare/grda'] / t['bare/sgd']:.3f}",
+        f"- gRDA / SGD momentum: harness {t['harness/grda'] / t['harness/sgd_momentum']:.3f}, "
+        f"bare loop {t['bare/grda'] / t['bare/sgd_momentum']:.3f}",
+        "",
+        f"## Separate processes (median over {args.rounds} rounds of {args.steps} steps each; the variants in a new order "
+        "each round; the harness is a whole `src/train.py` run)",
         "",
         "| loop | optimizer | img/s | peak memory (MB) |",
         "|---|---|---:|---:|",
@@ -222,7 +279,7 @@ def main() -> int:
     for (kind, optim), m in med.items():
         lines.append(f"| {kind} | {optim} | {m['img_per_s']:.1f} | {m['peak_memory_mb']:.0f} |")
     ratio = lambda a, b: med[a]["img_per_s"] / med[b]["img_per_s"]  # noqa: E731
-    # the two runs of a round are minutes apart at most, so their ratio is less exposed to drifts in machine speed
+    # the runs of one round are minutes apart at most, so their ratio is less exposed to drifts in machine speed
     round_ratio = lambda kind: statistics.median(  # noqa: E731
         g["img_per_s"] / s["img_per_s"] for g, s in zip(results[(kind, "grda")], results[(kind, "sgd")]))
     extra_mb = lambda kind: med[(kind, "grda")]["peak_memory_mb"] - med[(kind, "sgd_momentum")]["peak_memory_mb"]  # noqa: E731
@@ -234,11 +291,6 @@ def main() -> int:
         f"{round_ratio('bare'):.3f} (median of the rounds' ratios)",
         "- harness / bare loop: " + "; ".join(f"{o} {ratio(('harness', o), ('bare', o)):.3f}" for o in OPTIMS),
         f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, bare loop {extra_mb('bare'):+.0f} MB",
-        "",
-        f"Paired bare loop ({args.steps} steps in one process; every optimizer loads its batch and steps its own copy of "
-        "the model in turn, on the same batches, in a new order each step, so that machine-speed drifts hit all alike): "
-        + ", ".join(f"{o} {v:.1f} img/s" for o, v in paired.items())
-        + f"; gRDA / SGD {paired['grda'] / paired['sgd']:.3f}, gRDA / SGD momentum {paired['grda'] / paired['sgd_momentum']:.3f}.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -196,7 +196,7 @@ class GRDA(Optimizer):
 
     def _group_states(self, group: dict) -> List[dict]:
         """The state dicts of a group's parameters, in order: looked up once, not every step (hashing a tensor runs
-        Python code, ~0.1 us per parameter per step, a tenth of what a GPU spends on the whole update of ResNet-50).
+        Python code: ~16 us a step for ResNet-50's 161 tensors, and on a GPU the step is mostly such host work).
 
         Looked up again whenever ``self.state`` is replaced (``load_state_dict``), gains, loses or replaces an entry,
         or the group's parameter list changes."""
