@@ -42,10 +42,8 @@ SETUPS = {
 OPTIMS = {"sgd": ["optim=sgd"], "sgd_momentum": ["optim=sgd_momentum"], "grda": ["optim=grda"]}
 
 
-def bare_loop(args) -> None:
-    """The minimal loop, run in a child process: prints a JSON line with img/s and peak memory."""
-    import resource
-
+def build_run(overrides: list):
+    """(cfg, dataset bundle, model in train mode, optimizer) as the harness builds them for these overrides."""
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -55,24 +53,37 @@ def bare_loop(args) -> None:
     from src.optim.build import build_optimizer
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=harness_overrides(args, args.optim))
+        cfg = compose("train", overrides=overrides)
     torch.manual_seed(0)
     bundle = build_datasets(cfg.data)
-    model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape))
-    optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr)
+    model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape)).train()
+    return cfg, bundle, model, build_optimizer(model, cfg.optim, cfg.optim.lr)
+
+
+def bare_step(model, optimizer, loss_fn, x, y) -> None:
+    """One step of the minimal loop."""
+    loss = loss_fn(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def bare_loop(args) -> None:
+    """The minimal loop, run in a child process: prints a JSON line with img/s and peak memory."""
+    import resource
+
+    import torch
+
+    cfg, bundle, model, optimizer = build_run(harness_overrides(args, args.optim))
     loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size, shuffle=True,
                                          num_workers=cfg.trainer.workers if cfg.trainer.workers >= 0 else 0)
     loss_fn = torch.nn.CrossEntropyLoss()
-    model.train()
     images_seen = 0
     start = time.perf_counter()
     for step, (x, y) in enumerate(loader):
         if step >= args.steps:
             break
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        bare_step(model, optimizer, loss_fn, x, y)
         if step == 0:  # like the harness, time from the second step on
             start = time.perf_counter()
         else:
@@ -88,16 +99,9 @@ def interleaved_loops(args) -> None:
     they take turns in chunks of --chunk steps, in a new order each round, so that drifts in machine speed hit all
     alike. Loading the data is timed with the steps (no worker processes, for every variant). Prints a JSON line of
     img/s per "loop/optimizer"."""
-    import random
-
     import torch
-    from hydra import compose, initialize_config_dir
     from torch.utils.tensorboard import SummaryWriter
 
-    from src import config as _config  # noqa: F401
-    from src.data import build_datasets
-    from src.models import build_model
-    from src.optim.build import build_optimizer
     from src.train import Dist, StepLog, build_loaders, train_one_epoch
 
     device, world, loss_fn = torch.device("cpu"), Dist(), torch.nn.CrossEntropyLoss()
@@ -105,17 +109,12 @@ def interleaved_loops(args) -> None:
     setups = {}
     for kind in ("harness", "bare"):
         for optim in OPTIMS:
-            overrides = harness_overrides(args, optim) + ["trainer.workers=0", "trainer.progress=false",
-                                                          f"trainer.max_steps_per_epoch={args.chunk}"]
-            with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-                cfg = compose("train", overrides=overrides)
-            torch.manual_seed(0)
-            bundle = build_datasets(cfg.data)
-            model = build_model(cfg.model, bundle.num_classes, tuple(bundle.input_shape)).train()
+            cfg, bundle, model, optimizer = build_run(harness_overrides(args, optim) + [
+                "trainer.workers=0", "trainer.progress=false", f"trainer.max_steps_per_epoch={args.chunk}"])
             loader = build_loaders(cfg, bundle, world, device)[0]
             loader.sampler.generator.manual_seed(0)
             setups[f"{kind}/{optim}"] = dict(
-                cfg=cfg, model=model, loader=loader, optimizer=build_optimizer(model, cfg.optim, cfg.optim.lr), step=0,
+                cfg=cfg, model=model, loader=loader, optimizer=optimizer, step=0,
                 writer=SummaryWriter(log_dir=f"{tensorboard.name}/{optim}") if kind == "harness" else None,
             )
 
@@ -124,10 +123,7 @@ def interleaved_loops(args) -> None:
         for i, (x, y) in enumerate(s["loader"]):
             if i >= args.chunk:
                 break
-            loss = loss_fn(s["model"](x), y)
-            s["optimizer"].zero_grad(set_to_none=True)
-            loss.backward()
-            s["optimizer"].step()
+            bare_step(s["model"], s["optimizer"], loss_fn, x, y)
             images += y.shape[0]
         return images
 
@@ -141,7 +137,7 @@ def interleaved_loops(args) -> None:
     seconds = {name: 0.0 for name in setups}
     images = {name: 0 for name in setups}
     order = list(setups)
-    for round_ in range(max(1, args.steps // args.chunk)):
+    for round_ in range(args.steps // args.chunk):  # main() checks there are at least two
         random.shuffle(order)
         for name in order:
             start = time.perf_counter()
@@ -246,7 +242,7 @@ def main() -> int:
 
     cpus = len(os.sched_getaffinity(0))
     t = together
-    rounds_together = max(1, args.steps // args.chunk) - 1
+    rounds_together = args.steps // args.chunk - 1
     lines = [
         f"# Training throughput: {args.setup}, batch {args.batch_size}",
         "",

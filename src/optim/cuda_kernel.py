@@ -64,10 +64,12 @@ class Launch:
         tensor_of_chunk = torch.repeat_interleave(torch.arange(len(numels)), counts)
         first_chunk = torch.cumsum(counts, 0) - counts
         start = (torch.arange(int(counts.sum())) - first_chunk[tensor_of_chunk]) * BLOCK
-        self._tables = [
-            self._addresses(tuple(map(Tensor.data_ptr, tensors))) for tensors in (params, accumulators, grads)
-        ] + [x.to(self.device) for x in (tensor_of_chunk, start, torch.tensor(numels, dtype=torch.int64))]
         self._grad_addresses = tuple(map(Tensor.data_ptr, grads))
+        self._tables = [
+            self._addresses(tuple(map(Tensor.data_ptr, params))),
+            self._addresses(tuple(map(Tensor.data_ptr, accumulators))),
+            self._addresses(self._grad_addresses),
+        ] + [x.to(self.device) for x in (tensor_of_chunk, start, torch.tensor(numels, dtype=torch.int64))]
         from src.optim import _grda_triton  # here, not at the top: importing Triton costs memory and time
 
         self._kernel = _grda_triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
@@ -90,11 +92,10 @@ class Launch:
     def __call__(self, lr: float, tau: float) -> None:
         if self.device.type != "cuda":  # Triton's interpreter (TRITON_INTERPRET=1): how the tests run it without a GPU
             return self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype)
-        if torch.cuda.current_device() == self.device.index:  # the usual case; switching devices costs ~8 us
-            self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype, num_warps=NUM_WARPS)
-            return
-        with torch.cuda.device(self.device):
-            self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype, num_warps=NUM_WARPS)
+        if torch.cuda.current_device() != self.device.index:  # switch only when needed: switching costs ~8 us
+            with torch.cuda.device(self.device):
+                return self(lr, tau)
+        self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype, num_warps=NUM_WARPS)
 
 
 def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:

@@ -305,16 +305,15 @@ class _Plan:
         routes: Dict[object, List[int]] = {}
         for i, (p, g, a) in enumerate(zip(params, grads, accumulators)):
             if cpu_kernel.supports(p, g, a) and cpu_kernel.available():
-                route = cpu_kernel.Launch
+                route = (cpu_kernel.Launch,)
             elif cuda_kernel.supports(p, g, a) and cuda_kernel.available():
-                route = (p.device, p.dtype)
+                route = (cuda_kernel.Launch, p.device, p.dtype)  # one launch per device and dtype
             else:
                 route = "foreach"
             routes.setdefault(route, []).append(i)
         self.foreach = routes.pop("foreach", [])
         self.kernels = []  # (launch, indices of its tensors, or None for all)
-        for route, indices in routes.items():
-            make = cpu_kernel.Launch if route is cpu_kernel.Launch else cuda_kernel.Launch
+        for (make, *_), indices in routes.items():
             launch = make(*([lst[i] for i in indices] for lst in (params, grads, accumulators)))
             self.kernels.append((launch, None if len(indices) == len(params) else indices))
         # gradients that are not contiguous were checked against their parameter's strides: check new ones alike
