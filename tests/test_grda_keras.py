@@ -413,3 +413,34 @@ def test_cifar10_script_missing_data_root(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err
     assert not (tmp_path / "x.csv").exists()
+
+
+# ---------------------------------------------------------------- accumulator_init="uniform"
+
+
+def test_uniform_start_matches_closed_form():
+    """a_0 drawn as documented (numpy PCG64, seed + variable index), never the variables' own values."""
+    lr, c, mu, bound, seed, steps = 0.05, 0.4, 0.6, 0.1, 5, 8
+    rng = np.random.default_rng(3)
+    variables = [keras.Variable(rng.normal(scale=5.0, size=s).astype("float32")) for s in SHAPES]
+    opt = GRDA(learning_rate=lr, c=c, mu=mu, accumulator_init="uniform", accumulator_range=bound,
+               accumulator_seed=seed)
+    starts = [(2 * np.random.default_rng(seed + i).random(s, dtype=np.float32) - 1).astype(np.float64) * bound
+              for i, s in enumerate(SHAPES)]
+    sums = [np.zeros(s) for s in SHAPES]
+    for n in range(1, steps + 1):
+        grads = [rng.normal(scale=0.1, size=s) for s in SHAPES]
+        opt.apply([keras.ops.convert_to_tensor(g.astype("float32")) for g in grads], variables)
+        for v, a0, total, g in zip(variables, starts, sums, grads):
+            total += g
+            assert_matches(to_numpy(v), a0 - lr * total, closed_form_tau(n, lr, c, mu), atol=2e-6)
+    assert all(np.any(to_numpy(v) == 0) for v in variables), "the case must produce exact zeros"
+
+
+def test_uniform_start_in_config_and_validated():
+    opt = GRDA(accumulator_init="uniform", accumulator_range=0.2, accumulator_seed=9)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert (again.accumulator_init, again.accumulator_range, again.accumulator_seed) == ("uniform", 0.2, 9)
+    for kwargs in (dict(accumulator_init="normal"), dict(accumulator_range=0), dict(accumulator_seed=-2)):
+        with pytest.raises(ValueError, match="accumulator_"):
+            GRDA(**kwargs)

@@ -16,9 +16,10 @@ from torch.optim import Optimizer
 
 from src.optim import cpu_kernel, cuda_kernel
 
-__all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold"]
+__all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator"]
 
 IMPLEMENTATIONS = ("auto", "fused", "compiled", "foreach", "reference")
+ACCUMULATOR_INITS = ("weights", "uniform")
 # Where no fused kernel runs, "auto" compiles the update for parameter sets at least this large (a one-off
 # compile of ~40 s on 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
 COMPILE_MIN_NUMEL = 5_000_000
@@ -75,7 +76,8 @@ class GRDA(Optimizer):
     r"""Generalized regularized dual averaging, the optimizer behind directional pruning.
 
     For every parameter :math:`w` it keeps an accumulator :math:`a` that starts as a copy of
-    the parameter's value at its first step, :math:`a_0 = w_0`. At the parameter's :math:`n`-th
+    the parameter's value at its first step, :math:`a_0 = w_0` (or, with
+    ``accumulator_init="uniform"``, as a random draw; see below). At the parameter's :math:`n`-th
     step, with learning rate :math:`\gamma` and gradient :math:`g_n`:
 
     .. math::
@@ -112,6 +114,19 @@ class GRDA(Optimizer):
             with a warning where it cannot compile), ``"foreach"`` (one multi-tensor accumulate,
             then one soft threshold per tensor; equal to ``"reference"``) or ``"reference"`` (the
             literal per-parameter formula, for checking).
+        accumulator_init: where the accumulator starts. ``"weights"`` (default): :math:`a_0 = w_0`,
+            the paper's rule and the authors' later code. ``"uniform"``: :math:`a_0 \sim
+            U(-r, r)` for every parameter, biases included, whatever the model's initial weights
+            (they only shape the first gradient): the rule of the authors' Keras optimizer at
+            the time of their CIFAR-10 CNN figure (``random_uniform(-0.1, 0.1, seed=123)``, changed
+            in their commit "Change initialization of accumulator (Keras)"). Starting larger than
+            a Glorot initialisation, weights then fall below the threshold later.
+        accumulator_range: :math:`r` (> 0) for ``"uniform"``; the authors used 0.1.
+        accumulator_seed: seed of the ``"uniform"`` draw. The parameter at position :math:`i` of
+            the optimizer (counting through all groups) draws
+            ``(2 * torch.rand(shape, generator=torch.Generator().manual_seed(seed + i)) - 1) * r``
+            in float32 on the CPU, then takes its parameter's dtype, device and layout, so the
+            start is the same on every device, implementation and thread count.
 
     Tuning, as the authors advise: fix ``mu`` (e.g. 0.51), then search for the largest ``c``
     that keeps the test accuracy of a c = 0 run after 1–5 epochs.
@@ -134,10 +149,16 @@ class GRDA(Optimizer):
         mu: float = 0.7,
         *,
         impl: str = "auto",
+        accumulator_init: str = "weights",
+        accumulator_range: float = 0.1,
+        accumulator_seed: int = 123,
     ) -> None:
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
-        defaults = dict(lr=lr, c=c, mu=mu, impl=impl)
+        defaults = dict(
+            lr=lr, c=c, mu=mu, impl=impl, accumulator_init=accumulator_init,
+            accumulator_range=accumulator_range, accumulator_seed=accumulator_seed,
+        )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
@@ -148,6 +169,9 @@ class GRDA(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("impl", "auto")
+            group.setdefault("accumulator_init", "weights")
+            group.setdefault("accumulator_range", 0.1)
+            group.setdefault("accumulator_seed", 123)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None):
@@ -172,14 +196,14 @@ class GRDA(Optimizer):
         """
         buckets: Dict[float, Tuple[List[Tensor], List[Tensor], List[Tensor]]] = {}
         increments: Dict[int, float] = {}  # one threshold increment per distinct step count, not per parameter
-        for p, state in zip(group["params"], self._group_states(group)):
+        for i, (p, state) in enumerate(zip(group["params"], self._group_states(group))):
             grad = p.grad
             if grad is None:
                 continue
             if not state:
                 if grad.is_sparse:  # a parameter's gradients are sparse from its first step on (sparse embeddings)
                     raise ValueError("GRDA does not support sparse gradients; use dense gradients")
-                state["accumulator"] = p.detach().clone(memory_format=torch.preserve_format)
+                state["accumulator"] = self._initial_accumulator(group, i, p)
                 state["step"] = 0
                 state["tau"] = 0.0
             step = state["step"] = state["step"] + 1
@@ -193,6 +217,16 @@ class GRDA(Optimizer):
             bucket[1].append(grad)
             bucket[2].append(state["accumulator"])
         return buckets
+
+    def _initial_accumulator(self, group: dict, index_in_group: int, p: Tensor) -> Tensor:
+        if group["accumulator_init"] == "weights":
+            return p.detach().clone(memory_format=torch.preserve_format)
+        index = index_in_group
+        for other in self.param_groups:
+            if other is group:
+                break
+            index += len(other["params"])
+        return uniform_accumulator(p, group["accumulator_range"], group["accumulator_seed"] + index)
 
     def _group_states(self, group: dict) -> List[dict]:
         """The state dicts of a group's parameters, in order: looked up once, not every step (hashing a tensor runs
@@ -220,7 +254,21 @@ class GRDA(Optimizer):
         return out
 
 
+def uniform_accumulator(p: Tensor, bound: float, seed: int) -> Tensor:
+    """U(-bound, bound) draw shaped like ``p`` (its dtype, device and layout), the same on every device."""
+    generator = torch.Generator().manual_seed(seed)
+    draw = (2 * torch.rand(p.shape, generator=generator, dtype=torch.float32) - 1) * bound
+    return torch.empty_like(p, memory_format=torch.preserve_format).copy_(draw)
+
+
 def _validate_hyperparameters(group: dict) -> None:
+    if group["accumulator_init"] not in ACCUMULATOR_INITS:
+        raise ValueError(f"GRDA accumulator_init must be one of {ACCUMULATOR_INITS}, got {group['accumulator_init']!r}")
+    bound, seed = group["accumulator_range"], group["accumulator_seed"]
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (math.isfinite(bound) and bound > 0):
+        raise ValueError(f"GRDA accumulator_range must be a finite number > 0, got {bound!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"GRDA accumulator_seed must be an integer >= 0, got {seed!r}")
     lr, c, mu = group["lr"], group["c"], group["mu"]
     for name, value in (("lr", lr), ("c", c), ("mu", mu)):
         if isinstance(value, Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -27,6 +27,7 @@ import numbers
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["GRDA"]
@@ -58,6 +59,13 @@ class GRDA(keras.optimizers.Optimizer):
         c: threshold scale (>= 0); the paper uses :math:`0 < c \le 0.005`. Larger is sparser.
         mu: threshold growth exponent (> 0). The theory covers :math:`0.5 < \mu < 1` (the
             authors recommend 0.501, 0.51 or 0.55); other values warn. Larger is sparser.
+        accumulator_init: ``"weights"`` (default, :math:`a_0 = w_0`) or ``"uniform"``
+            (:math:`a_0 \sim U(-r, r)` for every variable, biases included: the authors' Keras
+            optimizer at the time of their CIFAR-10 CNN figure), as in the PyTorch optimizer.
+        accumulator_range: :math:`r` (> 0) for ``"uniform"``; the authors used 0.1.
+        accumulator_seed: seed of the ``"uniform"`` draw: variable :math:`i` of the optimizer's
+            list draws ``(2 * numpy.random.default_rng(seed + i).random(shape, float32) - 1) * r``
+            (the same on every backend; another stream than the PyTorch optimizer's).
         name: optimizer name.
         **kwargs: the common Keras optimizer arguments (``clipnorm``, ``clipvalue``,
             ``global_clipnorm``, ``use_ema``, ``loss_scale_factor``,
@@ -79,16 +87,21 @@ class GRDA(keras.optimizers.Optimizer):
     after the first step starts from its value at build time.
     """
 
-    def __init__(self, learning_rate=0.005, c=0.005, mu=0.7, name="grda", **kwargs):
+    def __init__(self, learning_rate=0.005, c=0.005, mu=0.7, accumulator_init="weights", accumulator_range=0.1,
+                 accumulator_seed=123, name="grda", **kwargs):
         if kwargs.get("weight_decay") is not None:
             raise ValueError(
                 "GRDA does not support weight_decay: the weights are recomputed from the "
                 "accumulator at every step. Its regularizer is the soft threshold; raise c instead."
             )
         learning_rate = _validate(learning_rate, c, mu)
+        _validate_start(accumulator_init, accumulator_range, accumulator_seed)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.c = float(c)
         self.mu = float(mu)
+        self.accumulator_init = accumulator_init
+        self.accumulator_range = float(accumulator_range)
+        self.accumulator_seed = int(accumulator_seed)
         self._step_tau = None  # tau of the update in progress, shared by its update_step calls
 
     def build(self, var_list):
@@ -100,13 +113,18 @@ class GRDA(keras.optimizers.Optimizer):
         self._accumulators = [
             None
             if self._overwrite_variable_with_gradient(v)
-            else self.add_variable_from_reference(v, name="accumulator", initializer=_copy_of(v))
-            for v in var_list
+            else self.add_variable_from_reference(v, name="accumulator", initializer=self._start(v, i))
+            for i, v in enumerate(var_list)
         ]
         self._tau = self.add_variable((), initializer="zeros", name="tau", aggregation="only_first_replica")
         self._tau_compensation = self.add_variable(
             (), initializer="zeros", name="tau_compensation", aggregation="only_first_replica"
         )
+
+    def _start(self, variable, index):
+        if self.accumulator_init == "uniform":
+            return _uniform(self.accumulator_range, self.accumulator_seed + index)
+        return _copy_of(variable)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # Once per update (every backend routes through here): advance tau, update all
@@ -137,12 +155,14 @@ class GRDA(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         accumulator = self._accumulators[self._get_variable_index(variable)]
-        # a_0 = w_0: the variable's value at the first update (a scalar branch, not an elementwise select).
-        previous = ops.cond(
-            ops.equal(self.iterations, 0),
-            lambda: ops.convert_to_tensor(variable),
-            lambda: ops.convert_to_tensor(accumulator),
-        )
+        if self.accumulator_init == "uniform":  # a_0 was drawn at build time
+            previous = ops.convert_to_tensor(accumulator)
+        else:  # a_0 = w_0: the variable's value at the first update (a scalar branch, not an elementwise select).
+            previous = ops.cond(
+                ops.equal(self.iterations, 0),
+                lambda: ops.convert_to_tensor(variable),
+                lambda: ops.convert_to_tensor(accumulator),
+            )
         a = ops.subtract(previous, ops.multiply(lr, gradient))
         self.assign(accumulator, a)
         # S_tau(a) = sign(a) max(|a| - tau, 0), computed as a - clip(a, -tau, tau): the same values
@@ -159,7 +179,10 @@ class GRDA(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"c": self.c, "mu": self.mu})
+        config.update({
+            "c": self.c, "mu": self.mu, "accumulator_init": self.accumulator_init,
+            "accumulator_range": self.accumulator_range, "accumulator_seed": self.accumulator_seed,
+        })
         return config
 
 
@@ -168,6 +191,23 @@ def _copy_of(variable):
         return ops.cast(ops.copy(variable.value), dtype or variable.dtype)
 
     return initializer
+
+
+def _uniform(bound, seed):
+    def initializer(shape, dtype=None):
+        draw = (2 * np.random.default_rng(seed).random(tuple(shape), dtype=np.float32) - 1) * np.float32(bound)
+        return ops.cast(draw, dtype or "float32")
+
+    return initializer
+
+
+def _validate_start(init, bound, seed) -> None:
+    if init not in ("weights", "uniform"):
+        raise ValueError(f"GRDA accumulator_init must be one of ('weights', 'uniform'), got {init!r}")
+    if not _is_number(bound) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"GRDA accumulator_range must be a finite number > 0, got {bound!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"GRDA accumulator_seed must be an integer >= 0, got {seed!r}")
 
 
 def _is_number(value) -> bool:
