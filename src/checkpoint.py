@@ -20,7 +20,8 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
     """Call ``write(tmp)`` for a temp file beside ``path``, fsync it, then rename it over ``path``.
 
     A crash at any point leaves either the old file or the new one, never a partial file; leftover
-    temp files of earlier crashes are removed first.
+    temp files of earlier crashes are removed first. The file gets the mode the user's umask gives a new file
+    (mkstemp makes 0600, which would hide a run's results from the rest of a lab group).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +31,7 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -37,6 +39,12 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> None:

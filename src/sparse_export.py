@@ -170,9 +170,6 @@ def export_sparse(
 
     def write(tmp: str) -> None:
         save_file(stored, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600; an export is meant to be shared
 
     try:
         atomic_replace(path, write)

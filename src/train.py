@@ -11,8 +11,6 @@ metrics.csv, checkpoint.pth and summary.json. Running the same command again res
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -28,7 +26,6 @@ if __package__ in (None, ""):  # `python src/train.py` from the repository root
 import hydra
 import torch
 import torch.distributed as dist
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
@@ -37,7 +34,7 @@ from src import config as _config  # noqa: F401  (registers the schema and resol
 from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, save_atomic, write_text_atomic
 from src.data import build_datasets
 from src.data.common import InMemoryImageDataset
-from src.errors import CheckpointError, UserError
+from src.errors import UserError
 from src.faults import maybe_fail
 from src.models import build_model
 from src.optim.build import build_optimizer, describe, effective_lr
@@ -45,29 +42,10 @@ from src.optim.grda import GRDA
 from src.pruning import build_pruner, log_l2_over_l1
 from src.schedule import build_scheduler
 from src.sparse_export import export_sparse
+from src.run_dir import CHECKPOINT, SPARSE_EXPORT, SUMMARY, prepare_run_dir, resume_state, write_metrics
 from src.sparsity import layer_sparsity, summarize
 
-CHECKPOINT = "checkpoint.pth"
-SUMMARY = "summary.json"
-SPARSE_EXPORT = "model.sparse.safetensors"  # the final weights, zeros not stored (src/sparse_export.py)
-METRICS = "metrics.csv"
-# Keys that may differ between a run and its resumption without changing what it computes.
 log = logging.getLogger("train")
-
-RUNTIME_KEYS = {
-    "data.root",
-    "data.download",
-    "trainer.device",
-    "trainer.workers",
-    "trainer.threads",
-    "trainer.pin_memory",
-    "trainer.persistent_workers",
-    "trainer.progress",
-    "trainer.log_interval",
-    "trainer.sparsity_interval",
-    "trainer.allow_config_change",
-    "trainer.ddp_timeout_s",
-}
 
 
 class NonFiniteError(UserError):
@@ -403,35 +381,6 @@ def progress_bar(cfg, world: Dist, loader, epoch: int):
 # ------------------------------------------------------------------------- run files
 
 
-def flat_config(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_config(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_changes(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
-    """Settings that differ; keys only one side knows (added or dropped by another version) are not compared."""
-    a, b = flat_config(saved), flat_config(current)
-    keys = sorted((set(a) & set(b)) - RUNTIME_KEYS)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-def write_metrics(history: List[Dict[str, Any]], run_dir: Path) -> None:
-    if not history:
-        return
-    fields = list(dict.fromkeys(k for row in history for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(history)
-    write_text_atomic(buf.getvalue(), run_dir / METRICS)
-
-
 def sparsity_figure(layers):
     import matplotlib
 
@@ -467,35 +416,6 @@ def log_epoch(writer, row: Dict[str, Any], layers, step: int) -> None:
 # ----------------------------------------------------------------------------- main
 
 
-def prepare_run_dir(world: Dist) -> Path:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if world.is_main:
-        probe = run_dir / ".write_test"
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"run directory '{run_dir}' is not writable ({e.strerror}); set hydra.run.dir=PATH") from None
-    return run_dir
-
-
-def resume_state(run_dir: Path, cfg_dict: Dict[str, Any], cfg: DictConfig) -> Optional[Dict[str, Any]]:
-    path = run_dir / CHECKPOINT
-    if not path.exists():
-        return None
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
-        raise CheckpointError(f"'{path}' is not a training checkpoint of this harness; move it away to start afresh")
-    changes = config_changes(ckpt.get("config", {}), cfg_dict)
-    if changes and not cfg.trainer.allow_config_change:
-        raise UserError(
-            f"'{run_dir}' holds a run with another config ({'; '.join(changes)}); use another hydra.run.dir, "
-            "or add trainer.allow_config_change=true to resume anyway"
-        )
-    return ckpt
-
-
 def run(cfg: DictConfig) -> Dict[str, Any]:
     started = time.time()
     world = Dist()
@@ -506,7 +426,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     init_distributed(cfg, world, device)
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    run_dir = prepare_run_dir(world)
+    run_dir = prepare_run_dir(world.is_main)
     seed_everything(cfg.seed)
 
     bundle = build_datasets(cfg.data)

@@ -139,7 +139,7 @@ def test_resume_continues_bit_identically(tmp_path):
     common = ["trainer.epochs=4", "optim.c=0.01", "trainer.log_interval=7"]
     train(tmp_path / "straight", *common)
     train(tmp_path / "split", "trainer.epochs=2", *common[1:])
-    second = train(tmp_path / "split", *common, "trainer.allow_config_change=true")
+    second = train(tmp_path / "split", *common)  # more epochs continue a run whose schedules do not span it
     assert "resuming after epoch 2" in second.stdout + second.stderr
     a = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)
@@ -163,8 +163,31 @@ def test_resume_refuses_changed_config(tmp_path):
     assert "optim.mu: 0.7 -> 0.6" in proc.stderr and "allow_config_change" in proc.stderr
 
 
+def test_epochs_change_refused_where_the_schedule_spans_the_run():
+    from src.run_dir import config_changes
+
+    def cfg(epochs, schedule="constant", prune="none"):
+        return {"trainer": {"epochs": epochs}, "schedule": {"name": schedule}, "prune": {"name": prune}}
+
+    assert config_changes(cfg(10), cfg(100)) == []
+    assert config_changes(cfg(10, "step"), cfg(100, "step")) == []  # milestones are absolute epochs
+    assert config_changes(cfg(10, "wrn"), cfg(100, "wrn")) == ["trainer.epochs: 10 -> 100"]
+    assert config_changes(cfg(10, prune="gmp"), cfg(100, prune="gmp")) == ["trainer.epochs: 10 -> 100"]
+
+
+def test_run_files_follow_the_umask(digits_runs):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("checkpoint.pth", "metrics.csv", "summary.json", "model.sparse.safetensors"):
+        mode = stat.S_IMODE((digits_runs / "grda" / name).stat().st_mode)
+        assert mode == 0o666 & ~mask, f"{name}: {oct(mode)}"
+
+
 def test_config_changes_ignore_keys_from_other_versions():
-    from src.train import config_changes
+    from src.run_dir import config_changes
 
     saved = {"optim": {"lr": 0.1, "mu": 0.7}, "trainer": {"workers": 2}, "old_key": 1}
     current = {"optim": {"lr": 0.1, "mu": 0.6}, "trainer": {"workers": 4}, "prune": {"name": "none"}}
