@@ -12,6 +12,26 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from src.optim import defaults as grda_defaults
+
+
+# Keys that may differ between a run and its resumption without changing what it computes. They are also left out
+# of the run directory's name (configs/train.yaml reads this list through the ${runtime_keys:} resolver).
+RUNTIME_KEYS = (
+    "data.root",
+    "data.download",
+    "trainer.device",
+    "trainer.workers",
+    "trainer.threads",
+    "trainer.pin_memory",
+    "trainer.persistent_workers",
+    "trainer.progress",
+    "trainer.log_interval",
+    "trainer.sparsity_interval",
+    "trainer.allow_config_change",
+    "trainer.ddp_timeout_s",
+)
+
 
 @dataclass
 class ModelConfig:
@@ -19,8 +39,25 @@ class ModelConfig:
     # WideResNet
     depth: int = 28
     widen_factor: int = 10
-    dropout: float = 0.0
+    # Dropout probability: wrn, between a block's two convs; vgg16, before each of the first two classifier
+    # layers. None: the model's own default (wrn 0.0, vgg16 0.5 as in the authors' VGG).
+    dropout: Optional[float] = None
     conv_bias: bool = True
+    # wrn block layout: zagoruyko (the WRN paper: stride on the block's first conv, a projection shortcut reads
+    # the pre-activated input) | authors (the authors' wide_resnet.py, from meliketoy/wide-resnet.pytorch: stride on
+    # the second conv, the shortcut reads the block's raw input). Same parameters and count either way.
+    variant: str = "zagoruyko"
+    # Initialisation (wrn, vgg16): auto (the model's own: wrn kaiming_normal_fan_out, vgg16 the authors' init) |
+    # kaiming_normal_fan_out (conv weights N(0, 2/fan_out), conv biases 0, BN 1/0; wrn: PyTorch-default linear
+    # weight, zero linear bias; vgg16: PyTorch-default linear layers, the authors' VGG) | torch_default (PyTorch's
+    # module defaults, nothing re-drawn: conv/linear weights and biases U(+-1/sqrt(fan_in)), BN 1/0; the authors'
+    # WRN, which has no init code). Other models keep their own init and accept only auto.
+    init: str = "auto"
+    # Momentum of the BatchNorm before the classifier (wrn), in PyTorch's meaning (weight of the NEW batch
+    # statistic). None: PyTorch's 0.1. The authors' WRN sets 0.9 (Keras-style number passed to PyTorch).
+    final_bn_momentum: Optional[float] = None
+    # vgg16: BatchNorm after every conv (the authors' VGG16BN); the paper's VGG16 has none.
+    batch_norm: bool = False
     # MLP
     hidden: List[int] = field(default_factory=lambda: [128, 128])
     # Start from these weights (a harness checkpoint, a bare state_dict, or {'state_dict': ...}).
@@ -41,6 +78,12 @@ class DataConfig:
     augment: str = "none"
     # Subtract the dataset mean and divide by its std; False keeps pixels / 255 (the Keras example).
     normalize: bool = False
+    # Which mean/std `normalize` uses (CIFAR-10/100 only; MNIST and ImageNet always use their own):
+    # own (each dataset's per-channel training-set statistics) | cifar10 (mean (0.4914, 0.4822, 0.4465),
+    # std (0.2023, 0.1994, 0.2010): the widely copied CIFAR-10 constants that the authors' data.py uses for
+    # CIFAR-10 AND CIFAR-100 with their WRN) | imagenet (mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225):
+    # the authors' VGG transform).
+    normalization: str = "own"
     # Test-set images per evaluation batch.
     eval_batch_size: int = 512
 
@@ -48,10 +91,10 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     name: str = "grda"
-    lr: float = 0.01
-    # gRDA
-    c: float = 0.0
-    mu: float = 0.7
+    lr: float = grda_defaults.LR
+    # gRDA (defaults: src/optim/defaults.py, shared with the optimizer classes)
+    c: float = grda_defaults.C
+    mu: float = grda_defaults.MU
     # SGD
     momentum: float = 0.0
     nesterov: bool = False
@@ -64,16 +107,25 @@ class OptimConfig:
     reference_batch_size: Optional[int] = None
     # Implementation choice for GRDA: auto | fused | compiled | foreach | reference (see src/optim/grda.py)
     impl: str = "auto"
+    # Where gRDA's accumulator starts: weights (a_0 = w_0, the paper) | uniform (a_0 ~ U(-range, range) for every
+    # parameter, the authors' Keras optimizer at the time of their CIFAR-10 CNN figure: range 0.1, seed 123)
+    accumulator_init: str = "weights"
+    accumulator_range: float = 0.1
+    accumulator_seed: int = 123
 
 
 @dataclass
 class ScheduleConfig:
     # constant | step | wrn
     name: str = "constant"
-    # step: multiply lr by gamma at each epoch in milestones (epochs counted from 0).
+    # How the schedule numbers epochs: 0 (the first epoch is epoch 0) | 1 (the first epoch is epoch 1, as the
+    # authors' CIFAR train.py and MNIST example do). Milestones and the wrn fractions use this numbering.
+    epoch_base: int = 0
+    # step: multiply lr by gamma from each epoch in milestones on (numbered from epoch_base).
     milestones: List[int] = field(default_factory=list)
     gamma: float = 0.1
-    # wrn: constant until flat_fraction of training, linear to final_fraction*lr at decay_end_fraction.
+    # wrn: with t = epoch / epochs (epoch numbered from epoch_base): factor 1 while t <= flat_fraction, linear
+    # down to final_fraction at t = decay_end_fraction, final_fraction after.
     flat_fraction: float = 0.5
     decay_end_fraction: float = 0.9
     final_fraction: float = 0.01
@@ -133,10 +185,16 @@ def run_name(override_dirname: str) -> str:
     return override_dirname.replace("/", "_") or "base"
 
 
+def runtime_keys() -> List[str]:
+    """Resolver ${runtime_keys:}: the keys left out of run-directory names (the experiment is in the path already)."""
+    return ["experiment", *RUNTIME_KEYS]
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=Config)
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("runtime_keys", runtime_keys, replace=True)
 
 
 register_configs()

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from src.checkpoint import load_checkpoint, write_text_atomic
+from src.config import RUNTIME_KEYS
 from src.errors import CheckpointError, UserError
 
 CHECKPOINT = "checkpoint.pth"
@@ -18,22 +19,6 @@ SUMMARY = "summary.json"
 SPARSE_EXPORT = "model.sparse.safetensors"  # the final weights, zeros not stored (src/sparse_export.py)
 METRICS = "metrics.csv"
 
-# Keys that may differ between a run and its resumption without changing what it computes. They are also left out
-# of the run directory's name (configs/train.yaml reads this list through the ${runtime_keys:} resolver).
-RUNTIME_KEYS = (
-    "data.root",
-    "data.download",
-    "trainer.device",
-    "trainer.workers",
-    "trainer.threads",
-    "trainer.pin_memory",
-    "trainer.persistent_workers",
-    "trainer.progress",
-    "trainer.log_interval",
-    "trainer.sparsity_interval",
-    "trainer.allow_config_change",
-    "trainer.ddp_timeout_s",
-)
 
 
 def flat_config(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -103,11 +88,3 @@ def resume_state(run_dir: Path, cfg_dict: Dict[str, Any], cfg: DictConfig) -> Op
             "or add trainer.allow_config_change=true to resume anyway"
         )
     return ckpt
-
-
-def runtime_keys() -> List[str]:
-    """Resolver ${runtime_keys:}: the keys left out of run-directory names (the experiment is in the path already)."""
-    return ["experiment", *RUNTIME_KEYS]
-
-
-OmegaConf.register_new_resolver("runtime_keys", runtime_keys, replace=True)

@@ -351,7 +351,10 @@ def test_config_round_trip():
     assert type(again) is GRDA
     assert (again.c, again.mu, again.clipnorm) == (0.002, 0.55, 1.0)
     assert isinstance(again._learning_rate, keras.optimizers.schedules.ExponentialDecay)
-    assert GRDA().get_config()["learning_rate"] == pytest.approx(0.005)
+    from src.optim import defaults
+
+    assert GRDA().get_config()["learning_rate"] == pytest.approx(defaults.LR)
+    assert (GRDA().c, GRDA().mu) == (defaults.C, defaults.MU)
 
 
 # ---------------------------------------------------------------- other backends, in a child process

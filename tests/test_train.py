@@ -21,7 +21,8 @@ pytestmark = pytest.mark.xdist_group("presets")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
-PRESETS = ["default", "cifar10_keras_cnn", "cifar10_wrn28x10", "cifar100_wrn28x10", "imagenet_resnet50", "mnist_lenet5"]
+PRESETS = ["default", "cifar10_keras_cnn", "cifar10_wrn28x10", "cifar100_wrn28x10", "cifar10_vgg16", "imagenet_resnet50",
+           "mnist_lenet5"]
 
 
 def compose_cfg(*overrides):
@@ -58,8 +59,43 @@ def test_paper_settings_in_presets():
 
 
 def test_optimizer_group_override_in_preset():
-    cfg = compose_cfg("experiment=cifar10_keras_cnn", "optim=adam", "optim.lr=0.001")
-    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 0.001)
+    cfg = compose_cfg("experiment=cifar10_keras_cnn", "optim=adam", "optim.lr=0.002")
+    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 0.002)  # the command line has the last word
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        # the preset's settings for the chosen optimizer (configs/experiment_optim/)
+        (["experiment=cifar10_keras_cnn", "optim=adam"], dict(name="adam", lr=0.001)),
+        (["experiment=cifar10_keras_cnn", "optim=adagrad"], dict(name="adagrad", lr=0.005)),
+        (["experiment=cifar10_keras_cnn", "optim=sgd_momentum"], dict(lr=0.005, momentum=0.0, nesterov=True)),
+        (["experiment=cifar10_keras_cnn"], dict(name="grda", lr=0.005, c=0.005, mu=0.51, accumulator_init="uniform")),
+        (["experiment=cifar10_keras_cnn", "optim.accumulator_init=weights"], dict(accumulator_init="weights")),
+        (["experiment=cifar100_wrn28x10", "optim=sgd"], dict(name="sgd", lr=0.1, momentum=0.0)),
+        # no preset setting for this optimizer: its own config holds, not gRDA's lr
+        (["optim=adam"], dict(name="adam", lr=0.001)),
+        (["experiment=cifar100_wrn28x10", "optim=sgd_momentum"], dict(lr=0.005, momentum=0.9)),
+        (["experiment=default", "optim=sgd"], dict(name="sgd", lr=0.3)),
+    ],
+)
+def test_settings_follow_the_optimizer(overrides, expected):
+    optim = compose_cfg(*overrides).optim
+    assert {k: optim[k] for k in expected} == expected
+
+
+def test_grda_defaults_live_in_one_place():
+    import inspect
+
+    from src.optim import defaults
+    from src.optim.grda import GRDA
+
+    schema = compose_cfg("experiment=mnist_lenet5", "optim.c=1", "optim.mu=0.9").optim
+    assert (schema.c, schema.mu) == (1.0, 0.9)
+    bare = compose_cfg("experiment=cifar10_keras_cnn", "~experiment_optim").optim  # no preset values
+    assert (bare.lr, bare.c, bare.mu) == (defaults.LR, defaults.C, defaults.MU)
+    signature = inspect.signature(GRDA).parameters
+    assert tuple(signature[k].default for k in ("lr", "c", "mu")) == (defaults.LR, defaults.C, defaults.MU)
 
 
 @pytest.mark.parametrize("override", ["optim.lr=abc", "trainer.epochs=1.5", "optim.nonexistent=1", "model=nope", "experiment=nope"])
@@ -71,9 +107,11 @@ def test_bad_overrides_fail_at_composition(override):
 def test_schedules_per_epoch():
     wrn = compose_cfg("experiment=cifar100_wrn28x10").schedule
     f = lr_factor(wrn, 200)
-    assert [f(e) for e in (0, 100)] == [1.0, 1.0]
-    assert f(140) == pytest.approx(1 - 0.5 * 0.99)
-    assert [f(e) for e in (180, 199)] == [pytest.approx(0.01)] * 2
+    # the authors' 1-based epochs: epoch e (0-based) runs at their schedule's value for e + 1
+    assert [f(e) for e in (0, 99)] == [1.0, 1.0]
+    assert f(100) == pytest.approx(1 - 0.005 / 0.4 * 0.99)
+    assert f(139) == pytest.approx(1 - 0.5 * 0.99)
+    assert [f(e) for e in (179, 199)] == [pytest.approx(0.01)] * 2
     mnist = lr_factor(compose_cfg("experiment=mnist_lenet5").schedule, 10)
     # 1-based epochs 1-2 at 0.01, 3-5 at 1e-3, 6-8 at 1e-4, 9-10 at 1e-5.
     assert [round(mnist(e), 12) for e in range(10)] == [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001]

@@ -31,7 +31,7 @@ from src.data.common import (
     one_line,
     resolve_root,
 )
-from src.errors import DataError
+from src.errors import DataError, UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -81,6 +81,26 @@ CIFAR100 = CifarSpec(
     std=(0.2673, 0.2564, 0.2762),
     tv_class="CIFAR100",
 )
+
+
+# Other mean/std pairs that `data.normalization` selects instead of a dataset's own statistics (`own`).
+NORMALIZATIONS: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
+    # The widely copied CIFAR-10 constants (the std is not CIFAR-10's per-pixel std above): the authors' data.py
+    # (Transforms.CIFAR10.ResNet, and CIFAR100 = CIFAR10) normalises CIFAR-10 and CIFAR-100 with them for the WRN.
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    # ImageNet's: the authors' data.py normalises CIFAR-10 with them for the VGG (Transforms.CIFAR10.VGG).
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def normalization_stats(cfg: Any, spec: CifarSpec) -> Tuple[Tuple[float, float, float], Tuple[float, float, float]]:
+    """(mean, std) that ``data.normalize`` applies: the dataset's own or the pair ``data.normalization`` names."""
+    choice = str(cfg_get(cfg, "normalization", "own")).lower()
+    if choice == "own":
+        return spec.mean, spec.std
+    if choice not in NORMALIZATIONS:
+        raise UserError(f"unknown data.normalization '{choice}'; choose one of: own, {', '.join(NORMALIZATIONS)}")
+    return NORMALIZATIONS[choice]
 
 
 # ---------------------------------------------------------------------------- restricted unpickling
@@ -357,10 +377,11 @@ def load_cifar_arrays(root: str, spec: CifarSpec, download: bool = False):
 
 def build_cifar(cfg: Any, spec: CifarSpec) -> DatasetBundle:
     augment = check_augment(cfg, spec.name, ("none", "crop_flip"))
+    stats = normalization_stats(cfg, spec)  # checked before the (slow) loading
     root = resolve_root(cfg, spec.default_root)
     x_train, y_train, x_test, y_test, classes = load_cifar_arrays(root, spec, bool(cfg_get(cfg, "download", False)))
     normalize = bool(cfg_get(cfg, "normalize", False))
-    mean, std = (spec.mean, spec.std) if normalize else (None, None)
+    mean, std = stats if normalize else (None, None)
     train = InMemoryImageDataset(
         x_train, y_train, mean=mean, std=std, classes=classes,
         augment=RandomCropFlip(4) if augment == "crop_flip" else None,

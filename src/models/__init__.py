@@ -12,8 +12,10 @@ Built-in models:
 name           source                                      parameters
 =============  ==========================================  ===================================
 keras_cnn      Keras examples ``cifar10_cnn.py``           1,250,858 (3x32x32, 10 classes)
-wrn            WideResNet (Zagoruyko & Komodakis, 2016)    36,546,980 (WRN-28-10, conv biases,
-                                                           100 classes)
+wrn            WideResNet (Zagoruyko & Komodakis, 2016;    36,546,980 (WRN-28-10, conv biases,
+               ``variant=authors``: the authors' layout)   100 classes)
+vgg16          the authors' CIFAR VGG16 (no BatchNorm;     15,245,130 (3x32x32, 10 classes)
+               ``batch_norm=true``: VGG16BN)
 resnet50       ``torchvision.models.resnet50``             25,557,032 (1000 classes)
 lenet5         the authors' MNIST LeNet-5                  431,080 (1x28x28, 10 classes)
 mlp            fully connected net for ``digits``          26,122 (1x8x8, hidden [128, 128])
@@ -28,9 +30,17 @@ import torch.nn as nn
 import torchvision
 
 from src.errors import UserError
-from src.models import keras_cnn, lenet, mlp, wrn
+from src.models import keras_cnn, lenet, mlp, vgg, wrn
 
 Builder = Callable[..., nn.Module]
+
+# Model options that only some built-in models honour: option -> (its neutral value, the models that read it).
+# A built-in model that ignores an option refuses any other value; models registered later get the config as is.
+_MODEL_SPECIFIC = {
+    "variant": ("zagoruyko", ("wrn",)),
+    "init": ("auto", ("wrn", "vgg16")),
+    "final_bn_momentum": (None, ("wrn",)),
+}
 
 MODELS: Dict[str, Builder] = {}
 
@@ -52,6 +62,13 @@ def build_model(cfg, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
     name = cfg.name
     if name not in MODELS:
         raise UserError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
+    for option, (neutral, models) in _MODEL_SPECIFIC.items():
+        value = getattr(cfg, option, neutral)
+        if value != neutral and name in BUILTIN_MODELS and name not in models:
+            raise UserError(
+                f"model.{option}={value} applies to {' and '.join(models)} only, not to model '{name}'; "
+                f"drop the override (or set it to {neutral if neutral is not None else 'null'})"
+            )
     return MODELS[name](cfg, int(num_classes), tuple(int(s) for s in input_shape))
 
 
@@ -64,8 +81,10 @@ def _build_resnet50(cfg, num_classes: int, input_shape: Sequence[int]) -> nn.Mod
 
 register_model("keras_cnn")(keras_cnn.build_keras_cnn)
 register_model("wrn")(wrn.build_wrn)
+register_model("vgg16")(vgg.build_vgg16)
 register_model("resnet50")(_build_resnet50)
 register_model("lenet5")(lenet.build_lenet5)
 register_model("mlp")(mlp.build_mlp)
+BUILTIN_MODELS = frozenset(MODELS)
 
 __all__ = ["MODELS", "build_model", "register_model"]

@@ -2,8 +2,8 @@
 
 WRN-d-k: a 3x3 conv to 16 channels, three groups of n = (d - 4) / 6 pre-activation basic
 blocks (BN - ReLU - conv3x3 [- dropout] - BN - ReLU - conv3x3) with 16k, 32k and 64k
-channels (the first block of groups 2 and 3 has stride 2; a 1x1 conv shortcut is used where
-the width changes), then BN - ReLU - global average pooling - linear.
+channels (the first block of groups 2 and 3 halves the resolution; a 1x1 conv shortcut is
+used where the width changes), then BN - ReLU - global average pooling - linear.
 
 Parameter counts of WRN-28-10 at 100 classes (CIFAR-100):
 
@@ -13,17 +13,32 @@ Parameter counts of WRN-28-10 at 100 classes (CIFAR-100):
 
 At 10 classes they are 36,489,290 and 36,479,194.
 
-Initialisation: Kaiming normal (fan_out, ReLU) conv weights, zero conv biases, BN weight 1
-and bias 0, PyTorch-default linear weight with zero bias.
+Two block layouts (``variant``), with the same parameters:
 
-The authors' implementation differs from the paper's in two ways that do not change the
-parameter count: their stride-2 block puts the stride on the second conv, and their
-shortcut conv reads the block input before BN-ReLU. This module follows the paper.
+* ``zagoruyko`` (default): the paper's. The stride-2 block puts its stride on the first conv;
+  a projection shortcut reads the pre-activated input BN-ReLU(x).
+* ``authors``: the authors' ``Connectivity_Projection/models/wide_resnet.py`` (WideBasic,
+  ported from meliketoy/wide-resnet.pytorch). The stride sits on the second conv and the
+  shortcut (identity or 1x1 conv) reads the block's raw input x.
+
+Initialisation (``init``):
+
+* ``kaiming_normal_fan_out`` (``auto``): Kaiming normal (fan_out, ReLU) conv weights, zero conv
+  biases, BN weight 1 and bias 0, PyTorch-default linear weight with zero bias.
+* ``torch_default``: PyTorch's module defaults, nothing re-drawn, as in the authors' code (it
+  has no init code): conv and linear weights ``kaiming_uniform_(a=sqrt(5))`` = U(+-1/sqrt(fan_in)),
+  their biases U(+-1/sqrt(fan_in)), BN weight 1 and bias 0. Modules are created in the same
+  order as the authors' (conv1; per block bn1, conv1, bn2, conv2, shortcut; final BN; linear),
+  so the same ``torch.manual_seed`` gives the same initial weights.
+
+``final_bn_momentum``: momentum of the BatchNorm before the classifier, in PyTorch's meaning
+(None: 0.1). The authors' WRN passes 0.9 there: their running statistics of that layer follow
+the latest batch almost entirely.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -31,29 +46,41 @@ import torch.nn.functional as F
 
 from src.errors import UserError
 
+VARIANTS = ("zagoruyko", "authors")
+INITS = ("auto", "kaiming_normal_fan_out", "torch_default")
+
 
 class BasicBlock(nn.Module):
-    """Pre-activation block: BN-ReLU-conv3x3(stride)-[dropout]-BN-ReLU-conv3x3, plus shortcut."""
+    """Pre-activation block: BN-ReLU-conv3x3-[dropout]-BN-ReLU-conv3x3, plus shortcut.
+
+    ``variant`` says which conv carries the stride and what the shortcut reads (see the module docstring).
+    """
 
     def __init__(
-        self, in_planes: int, out_planes: int, stride: int, dropout: float, bias: bool
+        self, in_planes: int, out_planes: int, stride: int, dropout: float, bias: bool, variant: str = "zagoruyko"
     ) -> None:
         super().__init__()
+        self.variant = variant
+        first_stride, second_stride = (1, stride) if variant == "authors" else (stride, 1)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=bias)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=first_stride, padding=1, bias=bias)
         self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=bias)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=second_stride, padding=1, bias=bias)
         self.shortcut = None
         if stride != 1 or in_planes != out_planes:
             self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(x))
-        # Where the shape changes, the shortcut projects the pre-activated input (as in the paper).
-        residual = x if self.shortcut is None else self.shortcut(out)
+        if self.shortcut is None:
+            residual = x
+        elif self.variant == "authors":
+            residual = self.shortcut(x)  # the raw block input
+        else:
+            residual = self.shortcut(out)  # the pre-activated input (the paper)
         out = self.conv1(out)
         out = self.dropout(out)
         out = self.conv2(self.relu2(self.bn2(out)))
@@ -71,13 +98,14 @@ class NetworkBlock(nn.Module):
         stride: int,
         dropout: float,
         bias: bool,
+        variant: str = "zagoruyko",
     ) -> None:
         super().__init__()
         blocks: List[nn.Module] = []
         for i in range(num_blocks):
             blocks.append(
                 BasicBlock(in_planes if i == 0 else out_planes, out_planes,
-                           stride if i == 0 else 1, dropout, bias)
+                           stride if i == 0 else 1, dropout, bias, variant)
             )
         self.layer = nn.Sequential(*blocks)
 
@@ -94,6 +122,9 @@ class WideResNet(nn.Module):
         dropout: float = 0.0,
         conv_bias: bool = True,
         in_channels: int = 3,
+        variant: str = "zagoruyko",
+        init: str = "auto",
+        final_bn_momentum: Optional[float] = None,
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
@@ -104,27 +135,36 @@ class WideResNet(nn.Module):
             raise UserError(f"wrn widen_factor must be at least 1, got {widen_factor}")
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+        if variant not in VARIANTS:
+            raise UserError(f"unknown model.variant '{variant}' for wrn; choose one of: {', '.join(VARIANTS)}")
+        if init not in INITS:
+            raise UserError(f"unknown model.init '{init}' for wrn; choose one of: {', '.join(INITS)}")
+        if final_bn_momentum is not None and not 0.0 <= final_bn_momentum <= 1.0:
+            raise UserError(f"model.final_bn_momentum must be in [0, 1] (or null), got {final_bn_momentum}")
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
 
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=conv_bias)
-        self.block1 = NetworkBlock(n, widths[0], widths[1], 1, dropout, conv_bias)
-        self.block2 = NetworkBlock(n, widths[1], widths[2], 2, dropout, conv_bias)
-        self.block3 = NetworkBlock(n, widths[2], widths[3], 2, dropout, conv_bias)
-        self.bn1 = nn.BatchNorm2d(widths[3])
+        self.block1 = NetworkBlock(n, widths[0], widths[1], 1, dropout, conv_bias, variant)
+        self.block2 = NetworkBlock(n, widths[1], widths[2], 2, dropout, conv_bias, variant)
+        self.block3 = NetworkBlock(n, widths[2], widths[3], 2, dropout, conv_bias, variant)
+        momentum = 0.1 if final_bn_momentum is None else float(final_bn_momentum)
+        self.bn1 = nn.BatchNorm2d(widths[3], momentum=momentum)
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(widths[3], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
+        if init in ("auto", "kaiming_normal_fan_out"):
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
+        # torch_default: keep what the modules drew when they were created.
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -136,11 +176,16 @@ class WideResNet(nn.Module):
 
 
 def build_wrn(cfg, num_classes: int, input_shape) -> WideResNet:
+    dropout = getattr(cfg, "dropout", None)
+    momentum = getattr(cfg, "final_bn_momentum", None)
     return WideResNet(
         depth=int(cfg.depth),
         widen_factor=int(cfg.widen_factor),
         num_classes=num_classes,
-        dropout=float(cfg.dropout),
-        conv_bias=bool(cfg.conv_bias),
+        dropout=0.0 if dropout is None else float(dropout),
+        conv_bias=bool(getattr(cfg, "conv_bias", True)),
         in_channels=int(input_shape[0]),
+        variant=str(getattr(cfg, "variant", "zagoruyko")),
+        init=str(getattr(cfg, "init", "auto")),
+        final_bn_momentum=None if momentum is None else float(momentum),
     )

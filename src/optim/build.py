@@ -29,10 +29,15 @@ def build_optimizer(model: nn.Module, cfg: Any, lr: float) -> torch.optim.Optimi
     name = cfg.name
     try:
         if name == "grda":
-            return GRDA(params, lr=lr, c=cfg.c, mu=cfg.mu, impl=cfg.impl)
+            return GRDA(
+                params, lr=lr, c=cfg.c, mu=cfg.mu, impl=cfg.impl, accumulator_init=cfg.accumulator_init,
+                accumulator_range=cfg.accumulator_range, accumulator_seed=cfg.accumulator_seed,
+            )
         if name in ("sgd", "sgd_momentum"):
+            # Keras' SGD(nesterov=True) with its default momentum 0 is plain SGD; torch refuses that combination.
+            nesterov = cfg.nesterov and cfg.momentum > 0
             return torch.optim.SGD(
-                params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, foreach=True
+                params, lr=lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay, foreach=True
             )
         if name == "adagrad":
             return torch.optim.Adagrad(params, lr=lr, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True)
@@ -49,7 +54,9 @@ def describe(cfg: Any, lr: float, note: str) -> Dict[str, Any]:
     """The ``optimizer`` entry of summary.json."""
     out: Dict[str, Any] = {"name": cfg.name, "lr": lr, "base_lr": float(cfg.lr)}
     if cfg.name == "grda":
-        out.update(c=float(cfg.c), mu=float(cfg.mu))
+        out.update(c=float(cfg.c), mu=float(cfg.mu), accumulator_init=cfg.accumulator_init)
+        if cfg.accumulator_init == "uniform":
+            out.update(accumulator_range=float(cfg.accumulator_range), accumulator_seed=int(cfg.accumulator_seed))
     if cfg.name.startswith("sgd"):
         out.update(momentum=float(cfg.momentum), nesterov=bool(cfg.nesterov))
     if note:

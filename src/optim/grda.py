@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from src.optim import cpu_kernel, cuda_kernel
+from src.optim import cpu_kernel, cuda_kernel, defaults
 
 __all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator"]
 
@@ -95,11 +95,11 @@ class GRDA(Optimizer):
     Args:
         params: iterable of parameters or dicts defining parameter groups; each group may set
             its own ``lr``, ``c`` and ``mu``.
-        lr: learning rate :math:`\gamma` (> 0). Use what works for SGD *without* momentum on
+        lr: learning rate :math:`\gamma` (> 0; default 0.01). Use what works for SGD *without* momentum on
             the same model, scaled linearly with the batch size.
-        c: threshold scale (>= 0). Small: :math:`0 < c \le 0.005` in the paper's experiments.
+        c: threshold scale (>= 0; default 0.005). Small: :math:`0 < c \le 0.005` in the paper's experiments.
             Larger ``c`` gives a sparser network, with most of its effect early in training.
-        mu: threshold growth exponent (> 0). The theory covers :math:`0.5 < \mu < 1`; the
+        mu: threshold growth exponent (> 0; default 0.51). The theory covers :math:`0.5 < \mu < 1`; the
             authors recommend :math:`\mu \in \{0.501, 0.51, 0.55\}`. Larger ``mu`` gives a
             sparser network. Values outside (0.5, 1) are allowed with a warning (the authors'
             own figures use 0.3 and 1.0).
@@ -144,9 +144,9 @@ class GRDA(Optimizer):
     def __init__(
         self,
         params: Iterable,
-        lr: float = 0.01,
-        c: float = 0.0,
-        mu: float = 0.7,
+        lr: float = defaults.LR,
+        c: float = defaults.C,
+        mu: float = defaults.MU,
         *,
         impl: str = "auto",
         accumulator_init: str = "weights",

@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from src.optim import defaults
+
 __all__ = ["GRDA"]
 
 
@@ -87,7 +89,7 @@ class GRDA(keras.optimizers.Optimizer):
     after the first step starts from its value at build time.
     """
 
-    def __init__(self, learning_rate=0.005, c=0.005, mu=0.7, accumulator_init="weights", accumulator_range=0.1,
+    def __init__(self, learning_rate=defaults.LR, c=defaults.C, mu=defaults.MU, accumulator_init="weights", accumulator_range=0.1,
                  accumulator_seed=123, name="grda", **kwargs):
         if kwargs.get("weight_decay") is not None:
             raise ValueError(
