@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
-EPOCHS ?= 10
+EPOCHS ?= 100
+# Where the long Keras-CNN runs live (keep them outside a work tree that may be laid anew)
+RUNS ?= runs
+PARALLEL ?= 2
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-curves authors-curves seeds cifar-figure early-sparsity tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./src/optim
 	$(PY) -m pip install --quiet -e ".[test,keras,jax]"
 	touch $@
 
@@ -30,11 +34,26 @@ imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_res
 cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
 	$(PY) scripts/make_tables.py cifar
 
-cifar10-runs: setup  ## the Keras-CNN CIFAR-10 runs (EPOCHS=10 DATA=...)
-	scripts/keras_cifar10_runs.sh $(EPOCHS) $(DATA)
+cifar-figure: setup  ## our WRN runs (finished or partial) on the authors' per-epoch curves -> results/figures/wrn_curves_*.png
+	$(PY) scripts/make_wrn_figure.py
 
-cifar10-figure: setup  ## results/figures/cifar10_keras_cnn_*.png + results/cifar10_keras_cnn.md
+cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL)
+	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL)
+
+cifar10-curves: setup  ## results/cifar10_keras_cnn_curves.csv from the runs in RUNS (every finished epoch)
+	$(PY) scripts/cifar10_keras_cnn_runs.py collect --runs-dir $(RUNS)
+
+authors-curves: setup  ## results/authors_keras_cnn_curves.csv: the authors' two PNGs in ../shared/reference, digitised
+	$(PY) scripts/digitize_authors_figure.py
+
+cifar10-figure: setup  ## ours vs the authors' curves (committed CSVs only) -> results/figures/cifar10_keras_cnn_*.png, results/cifar10_keras_cnn_table.md
 	$(PY) scripts/make_cifar10_figure.py
+
+seeds: setup  ## the offline default over 8 seeds (gRDA and SGD) -> results/seeds_default.{csv,md}
+	$(PY) scripts/seed_spread.py --experiment default --seeds 0-7
+
+early-sparsity: setup  ## the no-training check of every gRDA preset's early sparsity
+	for e in cifar10_wrn28x10 cifar100_wrn28x10 cifar10_vgg16 imagenet_resnet50 mnist_lenet5 cifar10_keras_cnn; do $(PY) scripts/early_sparsity.py --experiment $$e; done
 
 tables: imagenet-table cifar-table cifar10-figure
 

@@ -27,13 +27,13 @@ def make_tables(table, runs, out):
 
 def test_paper_numbers_file():
     paper = paper_results(["imagenet_resnet50", "cifar100_wrn28x10", "cifar10_wrn28x10"])
-    assert len(paper) == 7 + 5 + 3
+    assert len(paper) == 7 + 5 + 5
     row = paper[(paper.experiment == "imagenet_resnet50") & (paper.schedule == "step140") & (paper.mu == 0.55)].iloc[0]
     assert (row.epoch, row.sparsity, row.test_acc) == (150, 91.59, 73.24)
     assert paper["source"].notna().all()
 
 
-@pytest.mark.parametrize("table,rows", [("imagenet", 7), ("cifar", 8)])
+@pytest.mark.parametrize("table,rows", [("imagenet", 7), ("cifar", 10)])
 def test_tables_without_runs_say_not_run_with_commands(tmp_path, table, rows):
     df, md = make_tables(table, tmp_path / "runs", tmp_path / "out")
     assert len(df) == rows and (df["status"] == "not run").all()
@@ -62,40 +62,101 @@ def test_tables_with_tiny_runs(preset_runs, tmp_path):
     assert (done["mu"] == 0.501).all()
 
 
-def write_fake_run(run_dir, optim, mu, epochs):
-    run_dir.mkdir(parents=True)
-    cfg = {"experiment": "cifar10_keras_cnn", "optim": {"name": optim, "mu": mu}, "data": {"train_subset": None}}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [{"epoch": e, "test_acc": 40 + 3 * e, "nonzero_ratio": 1 - 0.05 * e * (optim == "grda")} for e in range(1, epochs + 1)]
-    pd.DataFrame(rows).to_csv(run_dir / "metrics.csv", index=False)
+def fake_curves(path, labels, epochs, shift=0.0):
+    rows = [{"optimizer": label, "epoch": e, "test_acc": 0.4 + 0.01 * e + shift,
+             "nonzero_ratio": 1 - 0.01 * e * label.startswith("gRDA") + shift}
+            for label in labels for e in range(1, epochs + 1)]
+    pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def test_cifar10_figure_from_runs(tmp_path):
-    runs = tmp_path / "runs" / "cifar10_keras_cnn"
-    write_fake_run(runs / "a", "sgd", 0.7, 12)
-    write_fake_run(runs / "b", "grda", 0.51, 12)
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "scripts/make_cifar10_figure.py", "--runs", str(tmp_path / "runs"), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+def fake_authors(path, labels):
+    rows = [{"figure": f, "optimizer": label, "epoch": e,
+             "value": 0.4 + 0.01 * e if f == "test_acc" else 1 - 0.01 * e * label.startswith("gRDA")}
+            for f in ("test_acc", "nonzero_ratio") for label in labels for e in range(1, 100)
+            if f == "test_acc" or label.startswith("gRDA")]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def make_figure(tmp_path, ours, authors):
+    return subprocess.run(
+        [sys.executable, "scripts/make_cifar10_figure.py", "--ours", str(ours), "--authors", str(authors),
+         "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
+
+
+def test_cifar10_figure_from_committed_curves(tmp_path):
+    labels = ["SGD", "gRDA mu=0.51"]
+    fake_curves(tmp_path / "ours.csv", labels + ["gRDA mu=0.51 (weights)"], 12, shift=0.01)
+    fake_authors(tmp_path / "authors.csv", labels)
+    proc = make_figure(tmp_path, tmp_path / "ours.csv", tmp_path / "authors.csv")
     assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
     for name in ("acc_test", "nonzero_weights"):
         assert (out / "figures" / f"cifar10_keras_cnn_{name}.png").stat().st_size > 10_000
-    table = pd.read_csv(out / "cifar10_keras_cnn.csv")
-    grda = table[table.optimizer == "gRDA mu=0.51"].iloc[0]
-    assert grda["nonzero @10"] == pytest.approx(0.5) and grda["paper nonzero @10"] == pytest.approx(0.94)
-    assert grda["Δ nonzero @10"] == pytest.approx(0.5 - 0.94)
+    table = pd.read_csv(out / "cifar10_keras_cnn_table.csv")
+    assert sorted(table.loc[table.optimizer == "SGD", "epoch"]) == [1, 5, 10]
+    row = table[(table.optimizer == "gRDA mu=0.51") & (table.epoch == 10)].iloc[0]
+    assert row["nonzero_ratio ours"] == pytest.approx(0.91) and row["nonzero_ratio authors"] == pytest.approx(0.9)
+    assert row["nonzero_ratio Δ"] == pytest.approx(0.01, abs=1e-4)
+    text = (out / "cifar10_keras_cnn_table.md").read_text()
+    assert "max |Δ| 0.010" in text and "within ±0.03 at all 12 epochs" in text and "epoch 10 Δ +0.010" in text
 
 
-def test_cifar10_figure_without_runs_fails_clearly(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "scripts/make_cifar10_figure.py", "--runs", str(tmp_path), "--out", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 2 and "no cifar10_keras_cnn runs" in proc.stderr
+def test_cifar10_figure_flags_misses(tmp_path):
+    fake_curves(tmp_path / "ours.csv", ["gRDA mu=0.7"], 10, shift=0.05)
+    fake_authors(tmp_path / "authors.csv", ["gRDA mu=0.7"])
+    assert make_figure(tmp_path, tmp_path / "ours.csv", tmp_path / "authors.csv").returncode == 0
+    text = (tmp_path / "out" / "cifar10_keras_cnn_table.md").read_text()
+    assert "OUTSIDE ±0.03 at 10 of 10 epochs" in text and "epoch 10 Δ +0.050 (OUTSIDE)" in text
+
+
+def test_cifar10_figure_without_curves_fails_clearly(tmp_path):
+    proc = make_figure(tmp_path, tmp_path / "missing.csv", tmp_path / "authors.csv")
+    assert proc.returncode != 0 and "missing.csv' not found" in proc.stderr
+
+
+def test_keras_figure_runs_collect(tmp_path):
+    run = tmp_path / "cifar10_keras_cnn" / "figure" / "grda_mu0.7"
+    run.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2], "test_acc": [35.0, 45.5], "nonzero_ratio": [0.97, 0.94]}).to_csv(
+        run / "metrics.csv", index=False)
+    out = tmp_path / "curves.csv"
+    proc = subprocess.run([sys.executable, "scripts/cifar10_keras_cnn_runs.py", "collect", "--runs-dir", str(tmp_path),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    curves = pd.read_csv(out)
+    assert list(curves.columns) == ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
+    assert curves.to_dict("list") == {"optimizer": ["gRDA mu=0.7"] * 2, "epoch": [1, 2], "test_acc": [0.35, 0.455],
+                                      "nonzero_ratio": [0.97, 0.94]}
+
+
+def test_committed_keras_curves_have_the_promised_columns():
+    curves = pd.read_csv(ROOT / "results" / "cifar10_keras_cnn_curves.csv")
+    assert list(curves.columns) == ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
+    figure = {"SGD", "SGD Nesterov", "Adam", "Adagrad", "gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0"}
+    assert set(curves["optimizer"]) <= figure | {f"gRDA mu={m} (weights)" for m in ("0.3", "0.51", "0.7", "1.0")}
+    assert curves["test_acc"].between(0, 1).all() and curves["nonzero_ratio"].between(0, 1).all()
 
 
 def test_comparison_table_api_without_runs(tmp_path):
     df = comparison_table(["cifar10_wrn28x10"], tmp_path)
-    assert list(df["status"]) == ["not run"] * 3
+    assert list(df["status"]) == ["not run"] * 5
+
+
+def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
+    run = tmp_path / "runs" / "cifar100_wrn28x10" / "partial"
+    run.mkdir(parents=True)
+    cfg = {"experiment": "cifar100_wrn28x10", "optim": {"name": "grda", "mu": 0.501}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    pd.DataFrame({"epoch": [1, 2], "test_acc": [40.0, 50.0], "sparsity": [13.0, 19.5]}).to_csv(run / "metrics.csv",
+                                                                                               index=False)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "scripts/make_wrn_figure.py", "--runs", str(tmp_path / "runs"), "--out",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    authors = pd.read_csv(ROOT / "results" / "authors_wrn_curves.csv")
+    first = authors[(authors.dataset == "cifar100") & (authors.mu == 0.501) & (authors.epoch == 1)].iloc[0]
+    text = (out / "wrn_curves_table.md").read_text()
+    assert f"| cifar100 | gRDA mu=0.501 | partial | 1 | 40.00 | {first.test_acc_mean:.2f} ± {first.test_acc_std:.2f} " \
+           f"| 13.00 | {first.sparsity_mean:.2f} |" in text
+    assert (out / "figures" / "wrn_curves_cifar100.png").stat().st_size > 10_000
