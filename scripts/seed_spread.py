@@ -33,7 +33,10 @@ def run(args, seed: int, name: str, overrides) -> dict:
     run_dir = args.runs_dir / args.experiment / "seeds" / f"{name}_seed{seed}"
     cmd = [sys.executable, "src/train.py", f"experiment={args.experiment}", f"seed={seed}", "trainer.progress=false",
            f"hydra.run.dir={run_dir}", *overrides]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"error: {name} seed {seed} failed (exit {proc.returncode}) in {run_dir}: {tail}")
     s = json.loads((run_dir / "summary.json").read_text())
     return {"optimizer": name, "seed": seed, "test_acc": s["test_acc"], "sparsity": s["sparsity"]}
 

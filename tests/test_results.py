@@ -33,7 +33,7 @@ def test_paper_numbers_file():
     assert paper["source"].notna().all()
 
 
-@pytest.mark.parametrize("table,rows", [("imagenet", 7), ("cifar", 10)])
+@pytest.mark.parametrize("table,rows", [("imagenet", 7), ("cifar", 15)])
 def test_tables_without_runs_say_not_run_with_commands(tmp_path, table, rows):
     df, md = make_tables(table, tmp_path / "runs", tmp_path / "out")
     assert len(df) == rows and (df["status"] == "not run").all()
@@ -58,8 +58,8 @@ def test_tables_with_tiny_runs(preset_runs, tmp_path):
     assert 0 < row["sparse export MB"] < row["file MB"]
     df, _ = make_tables("cifar", preset_runs["runs"], tmp_path)
     done = df[df.status == "done"]
-    assert sorted(done["experiment"]) == ["cifar100_wrn28x10", "cifar10_wrn28x10"]
-    assert (done["mu"] == 0.501).all()
+    assert sorted(done["experiment"]) == ["cifar100_wrn28x10", "cifar10_vgg16", "cifar10_wrn28x10"]
+    assert list(done.sort_values("experiment")["mu"]) == [0.501, 0.51, 0.501]
 
 
 def fake_curves(path, labels, epochs, shift=0.0):
