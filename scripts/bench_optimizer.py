@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from src.models import build_model  # noqa: E402
-from src.optim.grda import GRDA  # noqa: E402
+from grda import GRDA  # noqa: E402
 
 MODELS = {
     "resnet50": (dict(name="resnet50"), 1000, (3, 224, 224)),

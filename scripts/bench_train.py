@@ -50,7 +50,7 @@ def build_run(overrides: list):
     from src import config as _config  # noqa: F401
     from src.data import build_datasets
     from src.models import build_model
-    from src.optim.build import build_optimizer
+    from src.optimizers import build_optimizer
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

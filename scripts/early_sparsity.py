@@ -158,8 +158,9 @@ class Schedule:
 
 def threshold_schedule(cfg: Any, epochs: Sequence[int], n_train: int) -> Schedule:
     """tau after each listed epoch: threshold_increment summed over every step, at each epoch's lr."""
-    from src.optim.build import effective_lr
-    from src.optim.grda import threshold_increment
+    from grda import threshold_increment
+
+    from src.optimizers import effective_lr
     from src.schedule import lr_factor
 
     batch = int(cfg.trainer.batch_size)
@@ -254,7 +255,7 @@ def predict(cfg: Any, epochs: Sequence[int] = DEFAULT_EPOCHS) -> Prediction:
         if init not in ("weights", "uniform"):
             raise UserError(f"unknown optim.accumulator_init '{init}'; choose weights or uniform")
         if init == "uniform":
-            from src.optim.grda import uniform_accumulator
+            from grda import uniform_accumulator
 
             bound, seed = float(cfg.optim.accumulator_range), int(cfg.optim.accumulator_seed)
             accumulator = f"a_0 ~ U(-{bound:g}, {bound:g}) (optim.accumulator_init=uniform, seed {seed} + position)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The Keras cifar10_cnn example trained with gRDA for Keras 3 (src/optim/grda_keras.py).
+"""The Keras cifar10_cnn example trained with gRDA for Keras 3 (grda.keras, src/optim/grda/keras.py).
 
     python scripts/keras_cifar10_cnn.py --data-root ../shared/data/cifar10 --epochs 2 \
         --train-subset 10000 --test-subset 2000 --mu 0.51 --out /tmp/keras_grda.csv
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from src.optim.grda_keras import GRDA
+    from grda.keras import GRDA
 
     if args.threads is not None:
         if keras.backend.backend() == "torch":

@@ -12,7 +12,7 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from src.optim import defaults as grda_defaults
+from grda import defaults as grda_defaults
 
 
 # Keys that may differ between a run and its resumption without changing what it computes. They are also left out
@@ -40,8 +40,8 @@ class ModelConfig:
     depth: int = 28
     widen_factor: int = 10
     # Dropout probability: wrn, between a block's two convs; vgg16, before each of the first two classifier
-    # layers. None: the model's own default (wrn 0.0, vgg16 0.5 as in the authors' VGG).
-    dropout: Optional[float] = None
+    # layers (configs/model/vgg16.yaml: 0.5, as in the authors' VGG).
+    dropout: float = 0.0
     conv_bias: bool = True
     # wrn block layout: zagoruyko (the WRN paper: stride on the block's first conv, a projection shortcut reads
     # the pre-activated input) | authors (the authors' wide_resnet.py, from meliketoy/wide-resnet.pytorch: stride on
@@ -92,7 +92,7 @@ class DataConfig:
 class OptimConfig:
     name: str = "grda"
     lr: float = grda_defaults.LR
-    # gRDA (defaults: src/optim/defaults.py, shared with the optimizer classes)
+    # gRDA (defaults: grda.defaults, src/optim/grda/defaults.py, shared with the optimizer classes)
     c: float = grda_defaults.C
     mu: float = grda_defaults.MU
     # SGD
@@ -105,7 +105,7 @@ class OptimConfig:
     # Batch size that `lr` was tuned for; when the global batch differs, lr is scaled linearly.
     # None: use lr as given.
     reference_batch_size: Optional[int] = None
-    # Implementation choice for GRDA: auto | fused | compiled | foreach | reference (see src/optim/grda.py)
+    # Implementation choice for GRDA: auto | fused | compiled | foreach | reference (see src/optim/grda/optimizer.py)
     impl: str = "auto"
     # Where gRDA's accumulator starts: weights (a_0 = w_0, the paper) | uniform (a_0 ~ U(-range, range) for every
     # parameter, the authors' Keras optimizer at the time of their CIFAR-10 CNN figure: range 0.1, seed 123)

@@ -10,24 +10,26 @@ no scheduler, no history). Each floating-point tensor is stored one of two ways,
 ``sparse``  ``NAME::mask``    uint8, ``np.packbits`` of ``t != 0`` over the flattened tensor (big-endian
                               bit order, ``ceil(numel / 8)`` bytes);
             ``NAME::values``  the nonzero entries in the tensor's own dtype, in row-major order;
-            ``NAME::negzero`` (only when the tensor holds ``-0.0``) uint8, ``np.packbits`` of the sign
-                              bits of the zero entries, in row-major order;
 ``dense``   ``NAME``          the tensor itself (also every non-floating tensor, e.g. BatchNorm's
                               ``num_batches_tracked``, every scalar and empty tensor, and dtypes other
                               than float16/bfloat16/float32/float64).
 
 The safetensors metadata (str -> str) holds ``format`` (``grda-sparse``), ``format_version`` (``1``)
 and ``tensors``: JSON ``{name: {"encoding": "sparse"|"dense", "dtype": ..., "shape": [...],
-"nnz": ..., "negzero": bool}}`` in the state_dict's order; harness exports add ``config`` (the
-training config, JSON) and ``source`` (the checkpoint's file name).
+"nnz": ...}}`` in the state_dict's order; harness exports add ``config`` (the training config, JSON)
+and ``source`` (the checkpoint's file name).
 
-:func:`load_sparse` restores every tensor bit for bit: values, NaNs, and the sign of each zero
-(gRDA's literal soft threshold ``sign(a) * max(|a| - tau, 0)`` leaves ``-0.0`` where ``a < 0``; the
-``negzero`` mask keeps those, at one bit per zero, only for tensors that have any).
+:func:`load_sparse` restores every value bit for bit (NaNs and their payloads, infinities, every nonzero),
+except that **zeros are stored as +0.0**: a ``-0.0`` in the input (from multiplying a negative weight by a
+zero mask, or from older soft thresholds) comes back as ``+0.0``, numerically equal (``-0.0 == 0.0``), and
+costs nothing. gRDA's optimizer writes ``+0.0`` itself. Exports written before this rule may carry a
+``NAME::negzero`` mask (``np.packbits`` of the zeros' sign bits, flagged ``"negzero": true``); they still
+load, with their ``-0.0`` restored.
 
 At 90% zeros a float32 tensor shrinks to 1/32 (mask) + 0.1 (values) = 13.1% of its dense size:
 ResNet-50 (25.6 M parameters, 102.4 MB dense) with 90% of its conv/linear weights zeroed exports to
-13.7 MB. A tensor whose sparse form would not be smaller (payload plus header entries) is stored dense.
+13.7 MB (13,695,128 bytes), whether its zeros are +0.0 or -0.0. A tensor whose sparse form would not be smaller
+(payload plus header entries) is stored dense.
 """
 
 from __future__ import annotations
@@ -73,30 +75,24 @@ def _encode(name: str, t: Tensor) -> tuple[Dict[str, Tensor], Dict[str, Any]]:
     t = t.detach().to("cpu")
     info: Dict[str, Any] = {"encoding": "dense", "dtype": _dtype_name(t.dtype), "shape": list(t.shape)}
     n = t.numel()
-    if t.dtype in _INT_VIEWS and t.dim() > 0 and n > 0:
+    if t.dtype in _INT_VIEWS and n > 0:
         # Work on the bit patterns (numpy has no bfloat16): an entry is zero when all bits but the
-        # sign bit are 0, so NaNs count as nonzero and -0.0 is told apart from +0.0 exactly.
+        # sign bit are 0, so NaNs count as nonzero; zeros are made +0.0 (all bits 0).
         int_dtype, np_int = _INT_VIEWS[t.dtype]
         bits = t.contiguous().reshape(-1).view(int_dtype).numpy()
         sign = np_int(np.iinfo(np_int).min)  # only the sign bit set
-        magnitude = bits & ~sign
-        nonzero = magnitude != 0
+        nonzero = (bits & ~sign) != 0
         nnz = int(np.count_nonzero(nonzero))
-        negzero = bits[~nonzero] == sign if nnz < n else np.zeros(0, dtype=bool)
-        has_negzero = bool(negzero.any())
-        # Payload plus the header entries the extra stored tensors cost (about the name + 64 bytes each).
-        extra_entries = 2 if has_negzero else 1
-        sparse_bytes = (
-            math.ceil(n / 8) + nnz * t.element_size() + (math.ceil((n - nnz) / 8) if has_negzero else 0)
-            + extra_entries * (len(name) + HEADER_ENTRY_BYTES)
-        )
-        if sparse_bytes < n * t.element_size():
+        # Payload plus the header entries the extra stored tensor costs (about the name + 64 bytes).
+        sparse_bytes = math.ceil(n / 8) + nnz * t.element_size() + len(name) + HEADER_ENTRY_BYTES
+        if t.dim() > 0 and sparse_bytes < n * t.element_size():
             values = torch.from_numpy(bits[nonzero]).view(t.dtype)
             stored = {f"{name}{SEP}mask": torch.from_numpy(np.packbits(nonzero)), f"{name}{SEP}values": values}
-            if has_negzero:
-                stored[f"{name}{SEP}negzero"] = torch.from_numpy(np.packbits(negzero))
-            info.update(encoding="sparse", nnz=nnz, negzero=has_negzero)
+            info.update(encoding="sparse", nnz=nnz)
             return stored, info
+        if nnz < n and (bits[~nonzero] != 0).any():  # a -0.0 stored dense: stored as +0.0 too
+            canonical = np.where(nonzero, bits, np_int(0))
+            return {name: torch.from_numpy(canonical).view(t.dtype).reshape(t.shape)}, info
     # A fresh, contiguous copy: safetensors refuses views and tensors sharing storage (tied weights).
     return {name: t.contiguous().clone()}, info
 

@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # `python src/train.py` from the repository root
 import hydra
 import torch
 import torch.distributed as dist
+from grda import GRDA
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
@@ -37,8 +38,7 @@ from src.data.common import InMemoryImageDataset
 from src.errors import UserError
 from src.faults import maybe_fail
 from src.models import build_model
-from src.optim.build import build_optimizer, describe, effective_lr
-from src.optim.grda import GRDA
+from src.optimizers import build_optimizer, describe, effective_lr
 from src.pruning import build_pruner, log_l2_over_l1
 from src.schedule import build_scheduler
 from src.sparse_export import export_sparse

@@ -13,7 +13,7 @@ import pytest
 
 from scripts import early_sparsity as es
 from src.errors import UserError
-from src.optim.grda import closed_form_threshold
+from grda import closed_form_threshold
 
 # % zeros after epochs 1-5, mean of the authors' 10 runs per setting (1 - logged nonzeros / total), from
 # gRDA-Optimizer/directional_pruning/Figures/appendix/train_{cifar100,cifar10}/wrn28x10/*/grda_c0.001_mu0.501.txt.

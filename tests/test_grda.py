@@ -18,8 +18,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from src.optim import grda as grda_module
-from src.optim.grda import GRDA, closed_form_threshold
+from grda import GRDA, closed_form_threshold
+from grda import optimizer as grda_module
 
 IMPLS = ["auto", "fused", "foreach", "reference"]  # "compiled" has tests of its own (it compiles per shape set)
 
@@ -432,9 +432,7 @@ def test_compiled_path_falls_back_when_compile_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(grda_module, "_compiled_kernel", None)
-    monkeypatch.setattr(grda_module, "_compile_failed", False)
-    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(torch, "compile", broken)  # the compiled update is each optimizer's own: nothing else to reset
     p = torch.nn.Parameter(torch.randn(50))
     q = torch.nn.Parameter(p.detach().clone())
     opt, ref = GRDA([p], lr=0.1, c=0.2, mu=0.6, impl="compiled"), GRDA([q], lr=0.1, c=0.2, mu=0.6, impl="reference")

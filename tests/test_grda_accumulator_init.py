@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.optim.grda import GRDA
+from grda import GRDA
 
 IMPLS = ["auto", "fused", "foreach", "reference", "compiled"]
 

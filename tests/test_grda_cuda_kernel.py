@@ -1,4 +1,4 @@
-"""The fused GPU kernel (src/optim/cuda_kernel.py, Triton) against the literal formula.
+"""The fused GPU kernel (src/optim/grda/cuda_kernel.py, Triton) against the literal formula.
 
 Without a GPU the kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set before Triton is imported, so in a
 child process); on a machine with CUDA the tests below also run it on the GPU through the optimizer.
@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.optim import cuda_kernel
-from src.optim import grda as grda_module
-from src.optim.grda import GRDA
+from grda import GRDA, cuda_kernel
+from grda import optimizer as grda_module
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs where one is lent)")
@@ -26,7 +25,7 @@ needs_triton = pytest.mark.skipif(not cuda_kernel.triton_installed(), reason="th
 INTERPRETED = textwrap.dedent(
     """
     import torch
-    from src.optim import cuda_kernel
+    from grda import cuda_kernel
 
     torch.manual_seed(0)
     sizes = [1, 7, 4095, 4096, 4097, 3 * 4096 + 5]  # around the block size: masks and several chunks per tensor
@@ -43,7 +42,7 @@ INTERPRETED = textwrap.dedent(
             launch(0.1, 0.2 * step)
             for x, y, d in zip(w_ref, a_ref, g):
                 y.add_(d, alpha=-0.1)
-                x.copy_(torch.sign(y) * torch.clamp(y.abs() - 0.2 * step, min=0))
+                x.copy_(torch.sign(y) * torch.clamp(y.abs() - 0.2 * step, min=0) + 0.0)
         # bf16: a - lr*g may round the other way at a tie; that ulp of the accumulator (|a| < 8) shows in w
         atol, flips = (1e-6, 2) if dtype == torch.float32 else (2 * 2.0**-5, sum(sizes) // 100)
         for x, y in zip(w, w_ref):
@@ -51,6 +50,7 @@ INTERPRETED = textwrap.dedent(
         zeros_ref = sum(int((y == 0).sum()) for y in w_ref)
         zeros = sum(int((x == 0).sum()) for x in w)
         assert zeros_ref > 1000 and abs(zeros - zeros_ref) <= flips, (zeros, zeros_ref)
+        assert not any(bool((torch.signbit(x) & (x == 0)).any()) for x in w), "a pruned weight is +0.0"
         assert not launch.bind_grads([torch.randn(n + 1).to(dtype)[1:] for n in sizes])  # misaligned: refused
     print("interpreted kernel ok")
     """
@@ -117,6 +117,6 @@ def test_fused_cuda_path_follows_new_gradient_addresses():
 def test_importing_the_optimizer_does_not_import_triton():
     """Triton costs ~75 MB of memory: the optimizer imports it only to update CUDA tensors (torchvision, which the
     harness imports, brings it in anyway)."""
-    code = "import sys, src.optim.grda; assert 'triton' not in sys.modules, 'triton imported'"
+    code = "import sys, grda; grda.GRDA; assert 'triton' not in sys.modules, 'triton imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

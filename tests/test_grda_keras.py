@@ -1,8 +1,8 @@
-"""gRDA for Keras 3 (src/optim/grda_keras.py), on the torch backend.
+"""gRDA for Keras 3 (grda.keras, src/optim/grda/keras.py), on the torch backend.
 
 Checked against an independent float64 NumPy computation (the closed form
 w_n = S_{tau_n}(w_0 - lr * sum_k g_k), tau_n = c * sqrt(lr) * (n * lr) ** mu, and a NumPy recurrence
-for model.fit on linear regression), against the PyTorch optimizer src.optim.grda.GRDA (including an
+for model.fit on linear regression), against the PyTorch optimizer grda.GRDA (including an
 lr change mid-run), against keras.optimizers.SGD for c = 0, and through model.save / load_model.
 The same closed-form and model.fit checks run on the JAX (and TensorFlow) backend in a child process
 when those are installed. Also a 1-epoch run of scripts/keras_cifar10_cnn.py on a generated folder.
@@ -28,7 +28,7 @@ import pytest  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-from src.optim.grda_keras import GRDA  # noqa: E402
+from grda.keras import GRDA  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(6, 5), (7,), (2, 3, 4)]
@@ -124,7 +124,25 @@ def check_fit_recurrence(lr: float = 0.05, c: float = 0.3, mu: float = 0.6, epoc
     assert any(np.sum(w == 0) for w in model.get_weights()), "the check should cover exact zeros"
 
 
+def check_positive_zeros() -> int:
+    """Half the accumulators negative and under the threshold: every pruned weight is +0.0, as in the PyTorch
+    optimizer (a - clip(a, -tau, tau) is a - a = +0.0 there). Returns #zeros."""
+    w0 = np.concatenate([-np.full(60, 0.01), np.full(60, 0.01), np.linspace(-1, 1, 21)]).astype("float32")
+    v = keras.Variable(w0)
+    opt = GRDA(learning_rate=0.1, c=1.0, mu=0.6)
+    for _ in range(3):
+        opt.apply([keras.ops.convert_to_tensor(np.full(w0.shape, 1e-3, "float32"))], [v])
+    w = np.asarray(keras.ops.convert_to_numpy(v))
+    assert (w == 0).sum() >= 120 and not np.signbit(w[w == 0]).any(), "a pruned weight is +0.0, never -0.0"
+    return int((w == 0).sum())
+
+
 # ---------------------------------------------------------------- (a) closed form
+
+
+def test_pruned_weights_are_positive_zero():
+    assert check_positive_zeros() >= 120
+
 
 
 @pytest.mark.parametrize("lr, c, mu", [(0.1, 1.0, 0.51), (0.05, 2.0, 0.7), (0.5, 0.2, 0.55)])
@@ -177,7 +195,7 @@ def check_gradient_accumulation() -> None:
 
 
 def test_harness_does_not_import_keras():
-    code = "import sys\nimport src.optim, src.optim.build, src.train\nassert 'keras' not in sys.modules\n"
+    code = "import sys\nimport grda, src.optimizers, src.train\ngrda.GRDA\nassert 'keras' not in sys.modules\n"
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -206,7 +224,7 @@ def test_threshold_is_kahan_summed():
 def test_matches_pytorch_grda_with_lr_change(lr_change):
     import torch
 
-    from src.optim.grda import GRDA as TorchGRDA
+    from grda import GRDA as TorchGRDA
 
     lr1, lr2, switch, steps, c, mu = 0.1, 0.03, 7, 15, 0.5, 0.6
     rng = np.random.default_rng(4)
@@ -351,7 +369,7 @@ def test_config_round_trip():
     assert type(again) is GRDA
     assert (again.c, again.mu, again.clipnorm) == (0.002, 0.55, 1.0)
     assert isinstance(again._learning_rate, keras.optimizers.schedules.ExponentialDecay)
-    from src.optim import defaults
+    from grda import defaults
 
     assert GRDA().get_config()["learning_rate"] == pytest.approx(defaults.LR)
     assert (GRDA().c, GRDA().mu) == (defaults.C, defaults.MU)
@@ -368,6 +386,7 @@ def test_other_backend(backend):
         "assert t.check_closed_form(0.1, 1.0, 0.51) > 0\n"
         "t.check_fit_recurrence()\n"
         "t.check_gradient_accumulation()\n"
+        "assert t.check_positive_zeros() >= 120\n"
         "print('ok', t.keras.backend.backend())\n"
     )
     env = dict(os.environ, GRDA_KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")

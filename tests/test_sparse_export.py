@@ -1,10 +1,12 @@
-"""src/sparse_export.py: bit-identical round trips, the ResNet-50 size target, a real gRDA checkpoint, errors."""
+"""src/sparse_export.py: round trips bit for bit (zeros as +0.0), the ResNet-50 size target, a real gRDA checkpoint,
+errors."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -24,12 +26,22 @@ def bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().reshape(-1).view(torch.uint8)
 
 
+def canonical(t: torch.Tensor) -> torch.Tensor:
+    """t with every -0.0 made +0.0: what the export stores (every other bit is kept)."""
+    if not t.is_floating_point():
+        return t
+    return torch.where(t == 0, torch.zeros((), dtype=t.dtype), t)
+
+
 def assert_identical(got, want):
+    """got restores want bit for bit, except that its zeros are +0.0."""
     assert list(got) == list(want), "key order changed"
     for name, t in want.items():
         assert got[name].dtype == t.dtype, name
         assert got[name].shape == t.shape, name
-        assert torch.equal(bits(got[name]), bits(t)), name
+        assert torch.equal(bits(got[name]), bits(canonical(t))), name
+        if got[name].is_floating_point():
+            assert not (torch.signbit(got[name]) & (got[name] == 0)).any(), f"{name}: a zero restored as -0.0"
 
 
 def sparsify(t: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
@@ -40,6 +52,13 @@ def sparsify(t: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Te
 
 def layouts(path):
     return json.loads(read_metadata(path)["tensors"])
+
+
+def _stored_names(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())
 
 
 def test_round_trip_mixed_dtypes_is_bit_identical(tmp_path):
@@ -59,10 +78,14 @@ def test_round_trip_mixed_dtypes_is_bit_identical(tmp_path):
         "scalar_zero": torch.tensor(0.0, dtype=torch.bfloat16),
         "empty": torch.zeros(0, 7),
         "transposed": sparsify(torch.randn(40, 30, generator=g), 0.9, g).t(),  # not contiguous
+        "dense_negzero": torch.randn(64, generator=g),  # stored dense, with a -0.0 among its values
+        "scalar_negzero": torch.tensor(-0.0),
     }
-    # Special values: NaN and +-inf are kept as values; -0.0 keeps its sign.
+    # Special values: NaN (with its payload) and +-inf are kept as values; -0.0 is stored as +0.0.
     sd["conv.weight"].view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])
+    sd["conv.weight"].view(-1)[4:5].view(torch.int32).fill_(0x7FC00123)  # a NaN with a payload
     sd["fc.bias"][:3] = torch.tensor([-0.0, 0.0, -0.0])
+    sd["dense_negzero"][5] = -0.0
     path = tmp_path / "m.safetensors"
     report = export_sparse(sd, path)
     assert_identical(load_sparse(path), sd)
@@ -70,11 +93,16 @@ def test_round_trip_mixed_dtypes_is_bit_identical(tmp_path):
     enc = {k: v["encoding"] for k, v in layouts(path).items()}
     for name in ("conv.weight", "fc.weight", "fc.bias", "fc64.weight", "all_zero.weight", "transposed"):
         assert enc[name] == "sparse", name
-    for name in ("dense.weight", "bn.running_mean", "bn.num_batches_tracked", "ids", "flags", "scalar", "scalar_zero", "empty"):
+    for name in ("dense.weight", "bn.running_mean", "bn.num_batches_tracked", "ids", "flags", "scalar", "scalar_zero",
+                 "empty", "dense_negzero", "scalar_negzero"):
         assert enc[name] == "dense", name
     info = layouts(path)
-    assert info["fc.bias"]["negzero"] and info["conv.weight"]["negzero"]
-    assert not info["fc64.weight"]["negzero"]
+    assert not any("negzero" in v for v in info.values())
+    assert not any(k.endswith("::negzero") for k in _stored_names(path)), "no sign bits spent on zeros"
+    restored = load_sparse(path)
+    for name in ("fc.bias", "dense_negzero"):
+        assert torch.equal(restored[name], sd[name])  # numerically equal
+    assert restored["conv.weight"].view(-1)[4:5].view(torch.int32).item() == 0x7FC00123
     assert info["all_zero.weight"]["nnz"] == 0
     assert report["num_tensors"] == len(sd) and report["sparse_tensors"] == 6
     assert report["export_bytes"] == path.stat().st_size
@@ -95,18 +123,24 @@ def test_sparse_form_is_only_used_when_smaller(tmp_path):
     export_sparse(sd, path)
     info = layouts(path)
     assert [info[k]["encoding"] for k in sd] == ["sparse", "dense", "dense", "sparse"]
-    assert info["neg_zeros"]["negzero"] and int(torch.signbit(sd["neg_zeros"][sd["neg_zeros"] == 0]).sum()) > 800
-    assert_identical(load_sparse(path), sd)
+    assert int(torch.signbit(sd["neg_zeros"][sd["neg_zeros"] == 0]).sum()) > 800
+    assert_identical(load_sparse(path), sd)  # the -0.0 come back as +0.0
 
 
 def test_resnet50_at_90_percent_zeros_exports_under_15_mb(tmp_path):
+    """Zeros made by multiplying by a 0/1 mask, so that about half of them are -0.0 (a magnitude-pruning mask
+    applied to the weights does this): they cost nothing, and the model restores numerically equal."""
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None)
     assert sum(p.numel() for p in model.parameters()) == 25_557_032
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight[torch.rand_like(m.weight) < 0.9] = 0
+                m.weight.mul_((torch.rand_like(m.weight) >= 0.9).float())
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    negative_zeros = sum(int((torch.signbit(w) & (w == 0)).sum()) for w in weights)
+    assert zeros > 0.89 * sum(w.numel() for w in weights) and negative_zeros > 0.4 * zeros
     model.eval()
     path = tmp_path / "resnet50.safetensors"
     report = export_sparse(model.state_dict(), path)
@@ -116,12 +150,29 @@ def test_resnet50_at_90_percent_zeros_exports_under_15_mb(tmp_path):
 
     sd = load_sparse(path)
     assert_identical(sd, model.state_dict())
+    assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items()), "numerically equal"
     restored = torchvision.models.resnet50(weights=None)
     restored.load_state_dict(sd)
     restored.eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(restored(x), model(x))
+
+
+def test_exports_with_a_negzero_mask_still_load(tmp_path):
+    """Exports written before zeros were stored as +0.0 carry NAME::negzero (the zeros' sign bits): they still load,
+    with their -0.0 restored."""
+    from safetensors.torch import save_file
+
+    t = torch.tensor([0.0, 1.5, -0.0, 0.0, -2.0, -0.0, 0.0, 0.0, 0.0, 3.0])
+    nonzero = (t != 0).numpy()
+    signs = torch.signbit(t[t == 0]).numpy()
+    stored = {"w::mask": torch.from_numpy(np.packbits(nonzero)), "w::values": t[t != 0].clone(),
+              "w::negzero": torch.from_numpy(np.packbits(signs))}
+    layout = {"w": {"encoding": "sparse", "dtype": "float32", "shape": [10], "nnz": 3, "negzero": True}}
+    path = tmp_path / "old.safetensors"
+    save_file(stored, path, metadata={"format": "grda-sparse", "format_version": "1", "tensors": json.dumps(layout)})
+    assert torch.equal(bits(load_sparse(path)["w"]), bits(t))
 
 
 @pytest.fixture(scope="module")

@@ -349,3 +349,19 @@ def test_submitit_local_launcher_ddp_and_resubmit(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     assert "already complete (2 epochs)" in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize("name,slug", [("grda_mu0.7", "grda_mu0.7"), ("sgd_nesterov", "sgd_nesterov")])
+def test_long_keras_runs_stay_resumable(name, slug):
+    """The configs saved by the long Keras-figure runs (tests/data, copied from their run directories) must match what
+    their launch command composes today, or the same command would refuse to resume them."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cifar10_keras_cnn_runs as runs
+
+    from src.run_dir import config_changes
+
+    overrides = next(o for setting, s, _, o in runs.RUNS if setting == "figure" and s == slug)
+    saved = OmegaConf.to_container(OmegaConf.load(ROOT / "tests" / "data" / f"run_config_keras_{name}.yaml"))
+    current = OmegaConf.to_container(compose_cfg("experiment=cifar10_keras_cnn", "trainer.epochs=100", *overrides),
+                                     resolve=True)
+    assert config_changes(saved, current) == []

@@ -6,6 +6,7 @@ Trains a dense network and ends with a sparse one ("directional pruning").
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from src.optim import cpu_kernel, cuda_kernel, defaults
+from grda import cpu_kernel, cuda_kernel, defaults
 
 __all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator"]
 
@@ -23,6 +24,9 @@ ACCUMULATOR_INITS = ("weights", "uniform")
 # Where no fused kernel runs, "auto" compiles the update for parameter sets at least this large (a one-off
 # compile of ~40 s on 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
 COMPILE_MIN_NUMEL = 5_000_000
+# Fused-kernel plans an optimizer keeps per parameter group (one per set of tensors updated together: normally one
+# per group; a parameter that missed steps makes a second). The oldest goes when a group needs another.
+MAX_PLANS_PER_GROUP = 4
 
 
 def threshold_increment(step: int, lr: float, c: float, mu: float) -> float:
@@ -40,8 +44,13 @@ def closed_form_threshold(step: int, lr: float, c: float, mu: float) -> float:
 
 
 def soft_threshold(x: Tensor, tau: float) -> Tensor:
-    r""":math:`S_\tau(x) = \mathrm{sign}(x)\max(|x| - \tau, 0)`, literally (the reference formula)."""
-    return torch.sign(x) * torch.clamp(x.abs() - tau, min=0)
+    r""":math:`S_\tau(x) = \mathrm{sign}(x)\max(|x| - \tau, 0)`, literally (the reference formula), zeros +0.0.
+
+    ``sign(x) * 0`` is ``-0.0`` for negative ``x``; adding ``+0.0`` turns it into ``+0.0`` (IEEE 754: -0 + +0 = +0
+    when rounding to nearest) and leaves every other value, NaN included, as it is. Every implementation of GRDA
+    writes pruned weights as ``+0.0``.
+    """
+    return torch.sign(x) * torch.clamp(x.abs() - tau, min=0) + 0.0
 
 
 class _StateDict(defaultdict):
@@ -72,6 +81,22 @@ class _StateDict(defaultdict):
     del _changed
 
 
+class _FastPaths:
+    """What one optimizer caches to make its steps cheap; never pickled, copied or shared with another optimizer.
+
+    ``groups``: per parameter group (by id), the group's parameter list, the state dicts of its parameters and which
+    parameters are DTensors, looked up once. ``plans``: per group, the fused kernels' plans keyed by the tensors'
+    addresses. ``compiled``, ``compile_failed``, ``scalars``: the ``torch.compile``d update and its 0-d lr/tau inputs.
+    """
+
+    def __init__(self) -> None:
+        self.groups: Dict[int, tuple] = {}
+        self.plans: Dict[int, Dict[tuple, "_Plan"]] = {}
+        self.compiled: Optional[Callable] = None
+        self.compile_failed = False
+        self.scalars: Dict[Tuple[torch.device, torch.dtype], Tuple[Tensor, Tensor]] = {}
+
+
 class GRDA(Optimizer):
     r"""Generalized regularized dual averaging, the optimizer behind directional pruning.
 
@@ -89,12 +114,13 @@ class GRDA(Optimizer):
     :math:`\tau_n = c\sqrt{\gamma}\,(n\gamma)^\mu`, so :math:`w_n = S_{\tau_n}(w_0 - \gamma\sum_k g_k)`.
     When a scheduler changes ``param_group['lr']``, :math:`\tau` keeps what it has accumulated
     and grows at the new rate from then on; it is never recomputed. Entries whose accumulator
-    lies within :math:`[-\tau, \tau]` are exactly zero. With ``c = 0`` the update is plain SGD
-    (no momentum, no weight decay). The rule is the authors' PyTorch implementation.
+    lies within :math:`[-\tau, \tau]` are exactly zero, and always ``+0.0`` (never ``-0.0``), in every
+    implementation. With ``c = 0`` the update is plain SGD (no momentum, no weight decay). The rule
+    is the authors' PyTorch implementation.
 
     Args:
         params: iterable of parameters or dicts defining parameter groups; each group may set
-            its own ``lr``, ``c`` and ``mu``.
+            its own ``lr``, ``c`` and ``mu`` (``c = 0`` for a group trains it as plain SGD: it is never pruned).
         lr: learning rate :math:`\gamma` (> 0; default 0.01). Use what works for SGD *without* momentum on
             the same model, scaled linearly with the batch size.
         c: threshold scale (>= 0; default 0.005). Small: :math:`0 < c \le 0.005` in the paper's experiments.
@@ -103,6 +129,10 @@ class GRDA(Optimizer):
             authors recommend :math:`\mu \in \{0.501, 0.51, 0.55\}`. Larger ``mu`` gives a
             sparser network. Values outside (0.5, 1) are allowed with a warning (the authors'
             own figures use 0.3 and 1.0).
+        weight_decay: accepted so that training stacks which pass it (timm, Hugging Face) can build GRDA, but only
+            ``0`` (the default), in every group: GRDA recomputes the weights from the accumulator at every step, so
+            a decay of the weights would be overwritten. Its regularizer is the soft threshold: raise ``c``. Any
+            other value raises ``ValueError``.
         impl: ``"auto"`` (default: ``"fused"`` where a fused kernel runs, i.e. fp32 on the CPU and
             fp32/bf16/fp16 on CUDA; else ``"compiled"`` for fp32/bf16 parameter sets of 5M+ entries;
             else ``"foreach"``), ``"fused"`` (hand-written kernels, one pass over memory: on the CPU
@@ -126,14 +156,18 @@ class GRDA(Optimizer):
             the optimizer (counting through all groups) draws
             ``(2 * torch.rand(shape, generator=torch.Generator().manual_seed(seed + i)) - 1) * r``
             in float32 on the CPU, then takes its parameter's dtype, device and layout, so the
-            start is the same on every device, implementation and thread count.
+            start is the same on every device, implementation and thread count (and, for a
+            DTensor parameter, each rank keeps its shard of the same draw).
 
     Tuning, as the authors advise: fix ``mu`` (e.g. 0.51), then search for the largest ``c``
     that keeps the test accuracy of a c = 0 run after 1–5 epochs.
 
-    State per parameter: ``accumulator`` (a tensor like the parameter: the only extra buffer),
-    ``step`` (int) and ``tau`` (float). Both scalars live on the host, so a step makes no
-    host-device synchronisation. ``state_dict()`` / ``load_state_dict()`` resume bit-identically.
+    State per parameter: ``accumulator`` (a tensor like the parameter: the only extra buffer; a
+    DTensor with the parameter's placements when the parameter is one, e.g. under FSDP2's
+    ``fully_shard``), ``step`` (int) and ``tau`` (float). Both scalars live on the host, so a step
+    makes no host-device synchronisation. ``state_dict()`` / ``load_state_dict()`` resume
+    bit-identically. What the fast paths cache (kernel plans, the compiled update) belongs to the
+    optimizer instance and is neither pickled nor copied.
 
     Example:
         >>> opt = GRDA(model.parameters(), lr=0.005, c=0.005, mu=0.51)
@@ -148,6 +182,7 @@ class GRDA(Optimizer):
         c: float = defaults.C,
         mu: float = defaults.MU,
         *,
+        weight_decay: float = 0.0,
         impl: str = "auto",
         accumulator_init: str = "weights",
         accumulator_range: float = 0.1,
@@ -155,11 +190,12 @@ class GRDA(Optimizer):
     ) -> None:
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
-        defaults = dict(
-            lr=lr, c=c, mu=mu, impl=impl, accumulator_init=accumulator_init,
+        self._fast = _FastPaths()
+        group_defaults = dict(
+            lr=lr, c=c, mu=mu, weight_decay=weight_decay, impl=impl, accumulator_init=accumulator_init,
             accumulator_range=accumulator_range, accumulator_seed=accumulator_seed,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, group_defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
@@ -167,7 +203,10 @@ class GRDA(Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        if "_fast" not in self.__dict__:  # unpickled or deep-copied: caches of its own
+            self._fast = _FastPaths()
         for group in self.param_groups:
+            group.setdefault("weight_decay", 0.0)
             group.setdefault("impl", "auto")
             group.setdefault("accumulator_init", "weights")
             group.setdefault("accumulator_range", 0.1)
@@ -183,7 +222,13 @@ class GRDA(Optimizer):
         for group in self.param_groups:
             lr, c, mu = group["lr"], group["c"], group["mu"]
             for tau, (params, grads, accumulators) in self._advance_group(group, lr, c, mu).items():
-                _UPDATES[_resolve_impl(group["impl"], params)](params, grads, accumulators, lr=lr, tau=tau)
+                impl = _resolve_impl(group["impl"], params)
+                if impl == "fused":
+                    self._fused_update(group, params, grads, accumulators, lr=lr, tau=tau)
+                elif impl == "compiled":
+                    self._compiled_update(params, grads, accumulators, lr=lr, tau=tau)
+                else:
+                    _UPDATES[impl](params, grads, accumulators, lr=lr, tau=tau)
         return loss
 
     def _advance_group(
@@ -192,11 +237,13 @@ class GRDA(Optimizer):
         """Advance step and threshold of each parameter with a gradient; bucket them by threshold.
 
         Parameters normally share one step count, hence one bucket; a parameter that missed
-        steps (its grad was None) gets a bucket of its own.
+        steps (its grad was None) gets a bucket of its own. DTensor parameters (FSDP2, tensor
+        parallelism) enter as their local shards: the update is elementwise.
         """
         buckets: Dict[float, Tuple[List[Tensor], List[Tensor], List[Tensor]]] = {}
         increments: Dict[int, float] = {}  # one threshold increment per distinct step count, not per parameter
-        for i, (p, state) in enumerate(zip(group["params"], self._group_states(group))):
+        states, is_dtensor = self._group_states(group)
+        for i, (p, state) in enumerate(zip(group["params"], states)):
             grad = p.grad
             if grad is None:
                 continue
@@ -213,9 +260,12 @@ class GRDA(Optimizer):
             bucket = buckets.get(tau)
             if bucket is None:
                 bucket = buckets[tau] = ([], [], [])
+            accumulator = state["accumulator"]
+            if is_dtensor[i]:
+                p, grad, accumulator = _local_shards(p, grad, accumulator)
             bucket[0].append(p)
             bucket[1].append(grad)
-            bucket[2].append(state["accumulator"])
+            bucket[2].append(accumulator)
         return buckets
 
     def _initial_accumulator(self, group: dict, index_in_group: int, p: Tensor) -> Tensor:
@@ -228,22 +278,78 @@ class GRDA(Optimizer):
             index += len(other["params"])
         return uniform_accumulator(p, group["accumulator_range"], group["accumulator_seed"] + index)
 
-    def _group_states(self, group: dict) -> List[dict]:
-        """The state dicts of a group's parameters, in order: looked up once, not every step (hashing a tensor runs
-        Python code: ~16 us a step for ResNet-50's 161 tensors, and on a GPU the step is mostly such host work).
+    def _group_states(self, group: dict) -> Tuple[List[dict], List[bool]]:
+        """The state dicts of a group's parameters, in order, and which parameters are DTensors: looked up once, not
+        every step (hashing a tensor runs Python code: ~16 us a step for ResNet-50's 161 tensors, and on a GPU the
+        step is mostly such host work).
 
         Looked up again whenever ``self.state`` is replaced (``load_state_dict``), gains, loses or replaces an entry,
         or the group's parameter list changes."""
         state = self.state
         if not isinstance(state, _StateDict):  # Optimizer.__init__, load_state_dict, or a user who reset it
             state = self.state = _StateDict(state)
-        cache = self.__dict__.setdefault("_states_cache", {})  # set here: optimizers unpickled from older runs lack it
+        cache = self._fast.groups
         params = group["params"]
         entry = cache.get(id(group))
         if entry is None or entry[0] is not params or entry[1] is not state or entry[2] != (len(params), state.version):
             states = [state[p] for p in params]  # creates the (empty) state of new parameters
-            entry = cache[id(group)] = (params, state, (len(params), state.version), states)
-        return entry[3]
+            dtensor = _dtensor_type()
+            is_dtensor = [dtensor is not None and isinstance(p, dtensor) for p in params]
+            entry = cache[id(group)] = (params, state, (len(params), state.version), states, is_dtensor)
+        return entry[3], entry[4]
+
+    def _fused_update(
+        self, group: dict, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float,
+        tau: float,
+    ) -> None:
+        """The hand-written kernels for every tensor they take, ``foreach`` for the rest.
+
+        CPU: dense fp32 through grda_cpu.c. CUDA: fp32/bf16/fp16 through one Triton launch per (device, dtype).
+        Which tensor goes where, and the kernels' address tables, are worked out once per set of tensors and reused
+        while the parameters and accumulators keep their addresses and the gradients their sizes and layouts: checking
+        each tensor on every step would cost more host time than a GPU spends on the whole update. The plans are the
+        group's own (at most ``MAX_PLANS_PER_GROUP``), so optimizers and groups never evict each other's.
+        """
+        plans = self._fast.plans.get(id(group))
+        if plans is None:
+            live = {id(g) for g in self.param_groups}  # forget the plans of groups replaced by load_state_dict
+            for gone in [k for k in self._fast.plans if k not in live]:
+                del self._fast.plans[gone]
+            plans = self._fast.plans[id(group)] = {}
+        key = _plan_key(params, grads, accumulators)
+        plan = plans.get(key)
+        if plan is None or not plan.bind_grads(grads):
+            if plan is None and len(plans) >= MAX_PLANS_PER_GROUP:
+                del plans[next(iter(plans))]  # the oldest
+            plan = plans[key] = _Plan(params, grads, accumulators)
+        plan.run(params, grads, accumulators, lr, tau)
+
+    def _compiled_update(
+        self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float
+    ) -> None:
+        """One fused pass per tensor (read a and g, write a and w), compiled once per parameter set.
+
+        lr and tau enter as 0-d tensors refilled in place each step, so their changing values never
+        trigger a recompilation.
+        """
+        fast = self._fast
+        if fast.compile_failed:
+            return _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
+        key = (params[0].device, torch.float64 if params[0].dtype == torch.float64 else torch.float32)
+        scalars = fast.scalars.get(key)
+        if scalars is None:
+            scalars = fast.scalars[key] = tuple(torch.zeros((), dtype=key[1], device=key[0]) for _ in range(2))
+        lr_t, tau_t = scalars
+        lr_t.fill_(lr)
+        tau_t.fill_(tau)
+        try:
+            if fast.compiled is None:
+                fast.compiled = torch.compile(_fused_update_eager, fullgraph=True, dynamic=False)
+            fast.compiled(params, grads, accumulators, lr_t, tau_t)
+        except Exception as e:  # no C++ compiler / Triton, an unsupported dtype...: the eager path does the same
+            fast.compile_failed = True
+            warnings.warn(f"GRDA: torch.compile of the fused update failed ({type(e).__name__}); using impl='foreach'")
+            _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
 
     def thresholds(self) -> List[float]:
         """Current soft threshold tau of each parameter group (largest over its parameters)."""
@@ -254,10 +360,40 @@ class GRDA(Optimizer):
         return out
 
 
+def _dtensor_type():
+    """DTensor's class if its module has been imported (no DTensor can exist before), else None."""
+    module = sys.modules.get("torch.distributed.tensor") or sys.modules.get("torch.distributed._tensor")  # torch < 2.5
+    return getattr(module, "DTensor", None)
+
+
+def _local(t: Tensor) -> Tensor:
+    local = getattr(t, "_local_tensor", None)  # what to_local() returns under no_grad, without making a view
+    return local if isinstance(local, Tensor) else t.to_local()
+
+
+def _local_shards(p: Tensor, grad: Tensor, accumulator: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The local shards of a DTensor parameter, its gradient and its accumulator, laid out alike.
+
+    A gradient with other placements than its parameter (e.g. Partial or Replicate) is redistributed to the
+    parameter's first (one collective); the accumulator was made with the parameter's placements.
+    """
+    if grad.placements != p.placements or (grad.device_mesh is not p.device_mesh and grad.device_mesh != p.device_mesh):
+        grad = grad.redistribute(p.device_mesh, p.placements)
+    return _local(p), _local(grad), _local(accumulator)
+
+
 def uniform_accumulator(p: Tensor, bound: float, seed: int) -> Tensor:
-    """U(-bound, bound) draw shaped like ``p`` (its dtype, device and layout), the same on every device."""
+    """U(-bound, bound) draw shaped like ``p`` (its dtype, device and layout), the same on every device.
+
+    For a DTensor ``p`` every rank draws the whole tensor (no communication) and keeps its own shard."""
     generator = torch.Generator().manual_seed(seed)
     draw = (2 * torch.rand(p.shape, generator=generator, dtype=torch.float32) - 1) * bound
+    dtensor = _dtensor_type()
+    if dtensor is not None and isinstance(p, dtensor):
+        from torch.distributed.tensor import distribute_tensor
+
+        full = draw.to(device=_local(p).device, dtype=p.dtype)
+        return distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
     return torch.empty_like(p, memory_format=torch.preserve_format).copy_(draw)
 
 
@@ -269,6 +405,16 @@ def _validate_hyperparameters(group: dict) -> None:
         raise ValueError(f"GRDA accumulator_range must be a finite number > 0, got {bound!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"GRDA accumulator_seed must be an integer >= 0, got {seed!r}")
+    if group["impl"] not in IMPLEMENTATIONS:
+        raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {group['impl']!r}")
+    weight_decay = group["weight_decay"]
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay != 0:
+        raise ValueError(
+            f"GRDA has no weight decay, got weight_decay={weight_decay!r} in a parameter group: it recomputes the "
+            "weights from the accumulator at every step, so decayed weights would be overwritten. Its regularizer is "
+            "the soft threshold (raise c for a sparser model). Pass weight_decay=0 (timm: create_optimizer_v2(..., "
+            "weight_decay=0); Hugging Face: TrainingArguments(weight_decay=0.0))."
+        )
     lr, c, mu = group["lr"], group["c"], group["mu"]
     for name, value in (("lr", lr), ("c", c), ("mu", mu)):
         if isinstance(value, Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -290,7 +436,7 @@ def _validate_hyperparameters(group: dict) -> None:
 
 
 def _reference_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
-    """The authors' per-parameter formula, kept literal for checking the fast paths."""
+    """The authors' per-parameter formula, kept literal for checking the fast paths (with canonical zeros)."""
     for p, g, a in zip(params, grads, accumulators):
         a.add_(g, alpha=-lr)
         p.copy_(soft_threshold(a, tau))
@@ -299,50 +445,24 @@ def _reference_update(params: List[Tensor], grads: List[Tensor], accumulators: L
 def _foreach_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
     """One multi-tensor accumulate, then a soft threshold written straight into each parameter.
 
-    softshrink(a, tau) = a - tau if a > tau, a + tau if a < -tau, else 0: the same values as
+    softshrink(a, tau) = a - tau if a > tau, a + tau if a < -tau, else a * 0: the same values as
     sign(a) * max(|a| - tau, 0) (round-to-nearest is symmetric in sign), in one pass and
-    without temporaries.
+    without temporaries. ``a * 0`` is -0.0 for negative a: one multi-tensor ``+ 0.0`` makes every zero +0.0.
     """
     torch._foreach_add_(accumulators, grads, alpha=-lr)
     for p, a in zip(params, accumulators):
         torch._C._nn.softshrink(a, tau, out=p)
+    torch._foreach_add_(params, 0.0)
 
 
 def _fused_update_eager(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: Tensor, tau: Tensor) -> None:
+    """What ``torch.compile`` fuses: zeros are selected as a literal +0.0 (a compiler may drop an ``x + 0.0``), and
+    NaN accumulators give NaN weights, as in the other paths."""
     for p, g, a in zip(params, grads, accumulators):
         a_new = a - lr * g
         a.copy_(a_new)
-        p.copy_(torch.where(a_new > tau, a_new - tau, torch.where(a_new < -tau, a_new + tau, torch.zeros_like(a_new))))
-
-
-_compiled_kernel = None
-_compile_failed = False
-_scalars: Dict[Tuple[torch.device, torch.dtype], Tuple[Tensor, Tensor]] = {}
-
-
-def _compiled_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
-    """One fused pass per tensor (read a and g, write a and w), compiled once per parameter set.
-
-    lr and tau enter as 0-d tensors refilled in place each step, so their changing values never
-    trigger a recompilation.
-    """
-    global _compiled_kernel, _compile_failed
-    if _compile_failed:
-        return _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
-    key = (params[0].device, torch.float64 if params[0].dtype == torch.float64 else torch.float32)
-    if key not in _scalars:
-        _scalars[key] = (torch.zeros((), dtype=key[1], device=key[0]), torch.zeros((), dtype=key[1], device=key[0]))
-    lr_t, tau_t = _scalars[key]
-    lr_t.fill_(lr)
-    tau_t.fill_(tau)
-    try:
-        if _compiled_kernel is None:
-            _compiled_kernel = torch.compile(_fused_update_eager, fullgraph=True, dynamic=False)
-        _compiled_kernel(params, grads, accumulators, lr_t, tau_t)
-    except Exception as e:  # no C++ compiler / Triton, an unsupported dtype...: the eager path does the same
-        _compile_failed = True
-        warnings.warn(f"GRDA: torch.compile of the fused update failed ({type(e).__name__}); using impl='foreach'")
-        _foreach_update(params, grads, accumulators, lr=lr, tau=tau)
+        inside = torch.where(a_new != a_new, a_new, torch.zeros_like(a_new))
+        p.copy_(torch.where(a_new > tau, a_new - tau, torch.where(a_new < -tau, a_new + tau, inside)))
 
 
 class _Plan:
@@ -381,29 +501,6 @@ class _Plan:
             _foreach_update(*([lst[i] for i in self.foreach] for lst in (params, grads, accumulators)), lr=lr, tau=tau)
 
 
-_plans: Dict[tuple, _Plan] = {}
-MAX_PLANS = 8
-
-
-def _fused_update(
-    params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float
-) -> None:
-    """The hand-written kernels for every tensor they take, ``foreach`` for the rest.
-
-    CPU: dense fp32 through grda_cpu.c. CUDA: fp32/bf16/fp16 through one Triton launch per (device, dtype).
-    Which tensor goes where, and the kernels' address tables, are worked out once per set of tensors and reused
-    while the parameters and accumulators keep their addresses and the gradients their sizes and layouts: checking
-    each tensor on every step would cost more host time than a GPU spends on the whole update.
-    """
-    key = _plan_key(params, grads, accumulators)
-    plan = _plans.get(key)
-    if plan is None or not plan.bind_grads(grads):
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        plan = _plans[key] = _Plan(params, grads, accumulators)
-    plan.run(params, grads, accumulators, lr, tau)
-
-
 def _plan_key(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> tuple:
     # A gradient always has its parameter's size, dtype and device (autograd enforces it), so the gradients' sizes
     # and contiguity stand for the parameters' too; the gradients' addresses are bound per step (Plan.bind_grads).
@@ -415,8 +512,6 @@ def _plan_key(params: List[Tensor], grads: List[Tensor], accumulators: List[Tens
 
 
 _UPDATES = {
-    "fused": _fused_update,
-    "compiled": _compiled_update,
     "foreach": _foreach_update,
     "reference": _reference_update,
 }

@@ -1,6 +1,6 @@
 """gRDA's fused GPU kernel: one Triton launch updates every tensor of a parameter set.
 
-Per element, like the CPU kernel (grda_cpu.c):  a <- fma(g, -lr, a);  w <- softshrink(a, tau)  (exact zeros).
+Per element, like the CPU kernel (grda_cpu.c):  a <- fma(g, -lr, a);  w <- softshrink(a, tau)  (exact zeros, +0.0).
 The update is memory-bound and a GPU moves ResNet-50's 100 MB in a few tens of microseconds, so what costs is
 launching: one kernel per tensor (161 for ResNet-50) takes several times a plain SGD step. Here one launch covers all
 tensors: a table maps each program to (tensor, offset), and the tensors' addresses are read from a second table.
@@ -19,7 +19,7 @@ from typing import List
 import torch
 from torch import Tensor
 
-from src.optim.cpu_kernel import same_dense_layout
+from grda.cpu_kernel import same_dense_layout
 
 BLOCK = 4096  # elements per program
 NUM_WARPS = 8
@@ -70,10 +70,10 @@ class Launch:
             self._addresses(tuple(map(Tensor.data_ptr, accumulators))),
             self._addresses(self._grad_addresses),
         ] + [x.to(self.device) for x in (tensor_of_chunk, start, torch.tensor(numels, dtype=torch.int64))]
-        from src.optim import _grda_triton  # here, not at the top: importing Triton costs memory and time
+        from grda import _triton  # here, not at the top: importing Triton costs memory and time
 
-        self._kernel = _grda_triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
-        self._dtype = _grda_triton.TL_DTYPES[params[0].dtype]
+        self._kernel = _triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
+        self._dtype = _triton.TL_DTYPES[params[0].dtype]
 
     def _addresses(self, addresses: tuple) -> Tensor:
         return torch.tensor(addresses, dtype=torch.int64).to(self.device)

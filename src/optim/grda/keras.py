@@ -1,18 +1,19 @@
-r"""gRDA for Keras 3 (TensorFlow, JAX and PyTorch backends), the rule of :class:`src.optim.grda.GRDA`.
+r"""gRDA for Keras 3 (TensorFlow, JAX and PyTorch backends), the rule of :class:`grda.GRDA`.
 
 Generalized regularized dual averaging (Chao, Wang, Xing & Cheng, "Directional Pruning of Deep
 Neural Networks", NeurIPS 2020) as a ``keras.optimizers.Optimizer`` written with ``keras.ops`` only,
 so one class serves every Keras 3 backend. It replaces the authors' Keras 2, TF1-contrib and PlaidML
 versions, whose APIs are gone (and whose PlaidML soft threshold is wrong for ``|x| < t``).
 
-This is the only module under ``src/`` that imports Keras; the PyTorch harness never imports it.
+This module imports neither torch nor anything else of the package that would (``import grda`` is
+lazy), so it runs on the JAX or TensorFlow backend in an environment without PyTorch.
 
 Usage::
 
     import os
-    os.environ.setdefault("KERAS_BACKEND", "torch")   # or "jax" / "tensorflow"
+    os.environ.setdefault("KERAS_BACKEND", "jax")   # or "torch" / "tensorflow"
     import keras
-    from src.optim.grda_keras import GRDA
+    from grda.keras import GRDA
 
     model.compile(optimizer=GRDA(learning_rate=0.005, c=0.005, mu=0.51),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -30,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from src.optim import defaults
+from grda import defaults
 
 __all__ = ["GRDA"]
 
@@ -168,7 +169,8 @@ class GRDA(keras.optimizers.Optimizer):
         a = ops.subtract(previous, ops.multiply(lr, gradient))
         self.assign(accumulator, a)
         # S_tau(a) = sign(a) max(|a| - tau, 0), computed as a - clip(a, -tau, tau): the same values
-        # (a - tau, a + tau or exactly 0) in two elementwise passes instead of five.
+        # (a - tau, a + tau or exactly 0) in two elementwise passes instead of five. Zeros come out
+        # as +0.0 (x - x is +0.0 when rounding to nearest), like the PyTorch optimizer's.
         tau = ops.cast(self._step_tau, dtype)
         self.assign(variable, ops.subtract(a, ops.clip(a, ops.negative(tau), tau)))
 

@@ -1,14 +1,15 @@
-"""Build the optimizer chosen by the ``optim`` config group."""
+"""The harness's optimizer factory: build the optimizer chosen by the ``optim`` config group (gRDA from the
+``grda`` package, or a torch.optim baseline)."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
 import torch
+from grda import GRDA
 from torch import nn
 
 from src.errors import UserError
-from src.optim.grda import GRDA
 
 OPTIMIZERS = ("grda", "sgd", "sgd_momentum", "adagrad", "adam")
 

@@ -1,8 +1,8 @@
-/* gRDA's update on the CPU in one pass over memory (see src/optim/cpu_kernel.py, which builds and calls this).
+/* gRDA's update on the CPU in one pass over memory (see cpu_kernel.py, which builds and calls this).
  *
  * For every element:  a <- a - lr * g;   w <- softshrink(a, tau)
- * softshrink(x, tau) = x - tau if x > tau, x + tau if x < -tau, else x * 0 (exact zeros; NaN stays NaN and the
- * sign of zero follows x, as in ATen's softshrink).
+ * softshrink(x, tau) = x - tau if x > tau, x + tau if x < -tau, else x * 0 + 0 (exact zeros, always +0.0: x * 0 is
+ * -0.0 for negative x, and -0.0 + 0.0 = +0.0; NaN stays NaN, as in the reference formula).
  *
  * Why hand-written: the update is memory-bound. Fused, it reads a and g and writes a and w; but an ordinary store to
  * w first reads w's cache line into the cache (write-allocate), a fifth pass over memory, which is what a fused
@@ -41,7 +41,7 @@ static void update_generic(float *w, float *a, const float *g, int64_t n, float 
     for (int64_t i = 0; i < n; i++) {
         const float x = a[i] + neg_lr * g[i];
         a[i] = x;
-        w[i] = x > tau ? x - tau : (x < -tau ? x + tau : x * 0.0f);
+        w[i] = x > tau ? x - tau : (x < -tau ? x + tau : x * 0.0f + 0.0f);
     }
 }
 
@@ -49,7 +49,7 @@ static void update_generic(float *w, float *a, const float *g, int64_t n, float 
 __attribute__((target("avx2,fma"))) static inline void shrink1(float *w, float *a, const float *g, float neg_lr, float tau) {
     const float x = __builtin_fmaf(*g, neg_lr, *a);
     *a = x;
-    *w = x > tau ? x - tau : (x < -tau ? x + tau : x * 0.0f);
+    *w = x > tau ? x - tau : (x < -tau ? x + tau : x * 0.0f + 0.0f);
 }
 
 __attribute__((target("avx2,fma"))) static void update_avx2(float *w, float *a, const float *g, int64_t n, float lr,
@@ -59,10 +59,11 @@ __attribute__((target("avx2,fma"))) static void update_avx2(float *w, float *a, 
     for (; i < n && ((uintptr_t)(w + i) & 31); i++) /* streaming stores need 32-byte aligned addresses */
         shrink1(w + i, a + i, g + i, neg_lr, tau);
     const __m256 vneg_lr = _mm256_set1_ps(neg_lr), vtau = _mm256_set1_ps(tau), vneg_tau = _mm256_set1_ps(-tau);
+    const __m256 vzero = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8) {
         const __m256 x = _mm256_fmadd_ps(_mm256_loadu_ps(g + i), vneg_lr, _mm256_loadu_ps(a + i));
         _mm256_storeu_ps(a + i, x);
-        __m256 shrunk = _mm256_mul_ps(x, _mm256_setzero_ps());
+        __m256 shrunk = _mm256_add_ps(_mm256_mul_ps(x, vzero), vzero); /* +0.0, or NaN */
         shrunk = _mm256_blendv_ps(shrunk, _mm256_sub_ps(x, vtau), _mm256_cmp_ps(x, vtau, _CMP_GT_OQ));
         shrunk = _mm256_blendv_ps(shrunk, _mm256_add_ps(x, vtau), _mm256_cmp_ps(x, vneg_tau, _CMP_LT_OQ));
         if (streaming)

@@ -1,4 +1,4 @@
-"""The Triton kernels behind cuda_kernel.py, in a module of their own so that Triton (≈75 MB of memory) is imported
+"""The Triton kernel behind cuda_kernel.py, in a module of its own so that Triton (≈75 MB of memory) is imported
 only by processes that update CUDA tensors."""
 
 import torch
@@ -15,7 +15,8 @@ def update_block(w, a, g, offsets, inside, lr, tau, DTYPE: tl.constexpr):
     x = x.to(DTYPE)  # the accumulator is stored in the parameter's dtype; threshold what is stored
     tl.store(a + offsets, x, mask=inside)
     x = x.to(tl.float32)
-    shrunk = tl.where(x > tau, x - tau, tl.where(x < -tau, x + tau, x * 0.0))
+    # zeros are +0.0 (x * 0.0 is -0.0 for negative x; adding +0.0 clears the sign), NaN stays NaN
+    shrunk = tl.where(x > tau, x - tau, tl.where(x < -tau, x + tau, x * 0.0 + 0.0))
     tl.store(w + offsets, shrunk.to(DTYPE), mask=inside)
 
 
