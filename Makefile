@@ -8,7 +8,7 @@ EPOCHS ?= 100
 RUNS ?= runs
 PARALLEL ?= 2
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-curves authors-curves seeds cifar-figure early-sparsity tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-curves authors-curves seeds cifar-figure early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench: setup  ## optimizer step time and training throughput tables in results/b
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --chunk 20 --out results/bench/train_keras_cnn_b10.md
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
 	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
+
+bench-sparse: setup  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~10 min; idle machine)
+	$(PY) scripts/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth --out results/bench/sparse_inference_cpu.md
 
 bench-cuda: setup  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
 	$(PY) scripts/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md

@@ -1,0 +1,406 @@
+"""src/sparse_runtime: every implementation gives the dense model's outputs, BN folding, the plan and its cache, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.models.keras_cnn import KerasCNN
+from src.models.wrn import WideResNet
+from src.sparse_runtime import PlanCache, SparseConv2d, SparseLinear, convert, kernel, plan as plan_module
+from src.sparse_runtime.bench import randomize_bn, sparsify_uniform
+from src.sparse_runtime.layers import CANDIDATES
+from tests.helpers import ROOT
+
+
+@pytest.fixture(autouse=True)
+def plan_file(tmp_path, monkeypatch):
+    path = tmp_path / "plan.json"
+    monkeypatch.setenv("GRDA_SPARSE_PLAN", str(path))
+    return path
+
+
+def close(got: torch.Tensor, want: torch.Tensor, tol: float = 1e-4) -> bool:
+    """Equal within fp32 rounding, relative to the output's scale."""
+    scale = want.abs().max().item() + 1e-12
+    return got.shape == want.shape and (got - want).abs().max().item() <= tol * scale
+
+
+class TinyResNet(nn.Module):
+    """Conv-BN-ReLU stem (stride 2), two residual blocks (one strided with a 1x1 conv-BN shortcut), pool, linear."""
+
+    def __init__(self, num_classes: int = 7) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.a1 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(16)
+        self.a2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(16)
+        self.c1 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)
+        self.d1 = nn.BatchNorm2d(32)
+        self.c2 = nn.Conv2d(32, 32, (3, 1), padding=(1, 0))
+        self.d2 = nn.BatchNorm2d(32)
+        self.short = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.relu(x + self.b2(self.a2(torch.relu(self.b1(self.a1(x))))))
+        x = F.relu(self.short(x) + self.d2(self.c2(F.relu(self.d1(self.c1(x))))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+MODELS = {
+    "keras_cnn": (lambda: KerasCNN(10, (3, 20, 20)), (3, 20, 20), 0, 5),
+    "tiny_resnet": (lambda: TinyResNet(), (3, 24, 20), 6, 3),
+    "wrn10_2": (lambda: WideResNet(depth=10, widen_factor=2, num_classes=10), (3, 16, 16), 4, 4),
+    "wrn10_2_authors": (lambda: WideResNet(depth=10, widen_factor=2, num_classes=10, variant="authors"), (3, 16, 16), 3, 3),
+}
+
+
+def sparse_model(name: str, fraction: float = 0.9):
+    torch.manual_seed(0)
+    build, shape, folded, fused = MODELS[name]
+    model = randomize_bn(sparsify_uniform(build(), fraction, seed=1), seed=2).eval()
+    return model, shape, folded, fused
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_candidate_equals_dense(name):
+    model, shape, folded, fused = sparse_model(name)
+    rt = convert(model, autoplan=False)
+    assert rt.info["traced"] and rt.info["folded_bn"] == folded and rt.info["fused_relu"] == fused
+    graph = str(rt.module.graph)
+    assert "bn" not in graph or name.startswith("wrn")  # folded away (WRN's pre-activation BNs stay)
+    for batch in (1, 3):
+        x = torch.randn(batch, *shape)
+        with torch.no_grad():
+            want = model(x)
+            for candidate in CANDIDATES:
+                assert close(rt.run_all(x, candidate), want), (name, batch, candidate)
+            assert close(rt(x), want), (name, batch, "planned")  # autoplan off: every layer dense
+    x = torch.randn(2, *shape)
+    rt.plan(x, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
+    with torch.no_grad():
+        assert close(rt(x), model(x))  # as planned
+
+
+CONV_CASES = [
+    # in, out, kernel, stride, padding, dilation, bias, H, W
+    (3, 8, 3, 1, 1, 1, True, 9, 7),
+    (4, 6, 3, 1, 0, 1, False, 8, 8),
+    (4, 6, 3, 2, 1, 1, True, 9, 11),
+    (4, 6, 3, 2, 0, 1, True, 10, 9),
+    (5, 4, 1, 1, 0, 1, True, 6, 5),
+    (5, 4, 1, 2, 0, 1, False, 7, 6),
+    (3, 5, 7, 2, 3, 1, False, 15, 13),
+    (3, 5, 5, 3, 2, 1, True, 17, 10),
+    (4, 4, 3, 1, 2, 2, True, 9, 9),
+    (4, 4, (3, 1), (1, 2), (1, 0), 1, True, 8, 9),
+    (4, 4, (1, 5), (2, 1), (0, 2), (1, 2), False, 7, 12),
+    (16, 8, 3, 1, 1, 1, True, 2, 70),  # a long row: several chunks of 64 columns and a tail
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_geometries(case, relu):
+    cin, cout, k, s, p, d, bias, h, w = case
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, bias=bias)
+    sparsify_uniform(conv, 0.7)
+    layer = SparseConv2d.from_module(conv, relu=relu)
+    for n in (1, 3):
+        x = torch.randn(n, cin, h, w)
+        with torch.no_grad():
+            want = conv(x)
+            want = torch.relu(want) if relu else want
+            for candidate in CANDIDATES:
+                if layer.supports(candidate):
+                    assert close(layer.run(x, candidate), want), (case, n, candidate)
+            assert close(layer.run(x, "direct"), want)  # the cached buffer is reused correctly
+            assert close(layer.run(x[0], "direct"), want[0])  # unbatched input
+
+
+def test_linear_shapes_and_empty_rows():
+    torch.manual_seed(0)
+    lin = nn.Linear(70, 33)
+    with torch.no_grad():
+        sparsify_uniform(lin, 0.8)
+        lin.weight[5] = 0  # an output with no weights at all: just its bias
+    layer = SparseLinear.from_module(lin, relu=True)
+    for shape in ((1, 70), (5, 70), (65, 70), (2, 3, 70), (70,)):
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = torch.relu(lin(x))
+            for candidate in CANDIDATES:
+                if layer.supports(candidate) and (x.dim() > 1 or candidate in ("dense", "direct", "csr_t")):
+                    assert close(layer.run(x, candidate), want), (shape, candidate)
+
+
+def test_portable_kernel_matches(tmp_path, monkeypatch):
+    """The plain C loops (CPUs without AVX2) give the same results."""
+    lib_path = tmp_path / "spconv_portable.so"
+    cmd = [*kernel.compiler(), *kernel.FLAGS, "-DSPCONV_PORTABLE", str(kernel.SOURCE), "-o", str(lib_path)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip("no C compiler")
+    import ctypes
+
+    lib = ctypes.CDLL(str(lib_path))
+    lib.spconv_f32.argtypes = kernel.load().spconv_f32.argtypes
+    lib.spconv_uses_avx2.restype = ctypes.c_int
+    assert lib.spconv_uses_avx2() == 0
+    monkeypatch.setattr(kernel, "_library", lib)
+    torch.manual_seed(0)
+    for cin, cout, k, s, p, d, bias, h, w in CONV_CASES[:4] + CONV_CASES[-1:]:
+        conv = sparsify_uniform(nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, bias=bias), 0.7)
+        x = torch.randn(2, cin, h, w)
+        with torch.no_grad():
+            assert close(SparseConv2d.from_module(conv).run(x, "direct"), conv(x))
+    lin = sparsify_uniform(nn.Linear(40, 9), 0.7)
+    for n in (1, 4):
+        x = torch.randn(n, 40)
+        with torch.no_grad():
+            assert close(SparseLinear.from_module(lin).run(x, "direct"), lin(x))
+
+
+def test_untraceable_model_is_converted_module_by_module():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8, 5)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent: fx cannot trace it
+                x = x * 2
+            return self.fc(torch.flatten(self.conv(x), 1))
+
+    torch.manual_seed(0)
+    model = sparsify_uniform(Branchy(), 0.8).eval()
+    rt = convert(model)
+    assert not rt.info["traced"] and "trace_error" in rt.info
+    x = torch.randn(2, 3, 8, 8).abs()
+    with torch.no_grad():
+        assert close(rt(x), model(x))
+        assert close(rt.run_all(x, "direct"), model(x))
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+def test_no_zeros_chooses_dense_without_timing(monkeypatch):
+    def fake_measure(fns, *args, **kwargs):  # would make every sparse candidate look 10x faster
+        return {name: (1.0 if name == "dense" else 0.1) for name in fns}
+
+    monkeypatch.setattr("src.sparse_runtime.measure", fake_measure)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
+    sparsify_uniform(model[3], 0.9)  # the conv keeps all its weights
+    rt = convert(model)
+    summary = rt.plan(torch.randn(1, 3, 8, 8))
+    rows = {r["name"]: r for r in summary["layers"]}
+    assert rows["0"]["choice"] == "dense" and rows["0"]["why"] == "no zeros" and rows["0"]["ms"] == {}
+    assert rows["3"]["choice"] != "dense"  # the sparse one goes sparse under the fake timings
+    assert summary["choice"] == "sparse"
+
+
+def test_dense_fallback_when_the_plan_is_slower_end_to_end(monkeypatch):
+    def fake_measure(fns, *args, **kwargs):
+        if set(fns) == {"sparse", "dense"}:
+            return {"sparse": 2.0, "dense": 1.0}
+        return {name: (1.0 if name == "dense" else 0.1) for name in fns}
+
+    monkeypatch.setattr("src.sparse_runtime.measure", fake_measure)
+    model, shape, _, _ = sparse_model("keras_cnn")
+    rt = convert(model)
+    x = torch.randn(1, *shape)
+    summary = rt.plan(x)
+    assert summary["choice"] == "dense" and summary["sparse_ms"] == 2000.0
+    assert all(r["choice"] != "dense" for r in summary["layers"])  # each layer alone looked faster...
+    for _, layer in rt.sparse_layers():  # ...but the model runs dense
+        assert set(layer.choices.values()) == {"dense"}
+    with torch.no_grad():
+        assert close(rt(x), model(x))
+
+
+def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):
+    model, shape, _, _ = sparse_model("tiny_resnet")
+    rt = convert(model)
+    x1 = torch.randn(1, *shape)
+    rt.plan(x1, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
+    data = json.loads(plan_file.read_text())
+    assert data["version"] == 1
+    entries = data["entries"]
+    machine = plan_module.machine_key()
+    layer_keys = [k for k in entries if not k.startswith("model ")]
+    assert len(layer_keys) == len(rt.sparse_layers())
+    for key in layer_keys:
+        assert key.startswith(machine) and "| pattern " in key and "| input [1, " in key
+        assert entries[key]["choice"] in CANDIDATES
+    stem = next(k for k in layer_keys if "conv(3->16, k=(5, 5), s=(2, 2)" in k)
+    assert f"pattern {rt.module.get_submodule('stem.0').pattern}" in stem and "input [1, 3, 24, 20]" in stem
+    assert f"{torch.get_num_threads()} threads" in machine and torch.__version__ in machine
+    assert plan_module.cpu_model() in machine
+
+    # A second runtime of the same weights reads the cache: nothing is timed.
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed although cached")
+
+    monkeypatch.setattr("src.sparse_runtime.measure", no_timing)
+    rt2 = convert(model)
+    s1, s2 = rt.planned[(tuple(x1.shape), torch.get_num_threads())], rt2.plan(x1)
+    assert [r["choice"] for r in s2["layers"]] == [r["choice"] for r in s1["layers"]]
+    assert s2["choice"] == s1["choice"]
+
+    # Another input shape, thread count or sparsity pattern is another key: timed again.
+    for change in ("shape", "threads", "pattern"):
+        m, x = model, x1
+        if change == "shape":
+            x = torch.randn(2, *shape)
+        elif change == "pattern":
+            m = sparse_model("tiny_resnet", 0.8)[0]
+        before = torch.get_num_threads()
+        if change == "threads":
+            torch.set_num_threads(1 if before > 1 else 2)
+        try:
+            with pytest.raises(AssertionError, match="timed although cached"):
+                convert(m).plan(x)
+        finally:
+            torch.set_num_threads(before)
+
+    # An unreadable cache is ignored with a warning, then rewritten.
+    monkeypatch.undo()
+    monkeypatch.setenv("GRDA_SPARSE_PLAN", str(plan_file))
+    plan_file.write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable plan cache"):
+        convert(model).plan(x1, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
+    assert json.loads(plan_file.read_text())["version"] == 1
+
+
+def test_plan_cache_path_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRDA_SPARSE_PLAN", str(tmp_path / "elsewhere" / "p.json"))
+    assert PlanCache().path == tmp_path / "elsewhere" / "p.json"
+    monkeypatch.delenv("GRDA_SPARSE_PLAN")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert PlanCache().path == tmp_path / "xdg" / "grda" / "sparse_plan.json"
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def run_cli(*args, env_plan):
+    env = {**os.environ, "GRDA_SPARSE_PLAN": str(env_plan), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "src/eval_sparsity.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def tiny_checkpoint(path: Path, with_config: bool = True) -> Path:
+    from types import SimpleNamespace
+
+    from src.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(SimpleNamespace(name="mlp", hidden=[64, 32]), num_classes=10, input_shape=(1, 8, 8))
+    sparsify_uniform(net, 0.9)
+    config = {"model": {"name": "mlp", "hidden": [64, 32]}, "data": {"name": "digits"}}
+    torch.save({"model": net.state_dict(), "config": config, "epoch": 1} if with_config else net.state_dict(), path)
+    return path
+
+
+def test_cli_bench_json(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt.pth")
+    proc = run_cli(ckpt, "--bench", "--batch", "1,4", "--threads", "1", "--rounds", "3", "--json",
+                   env_plan=tmp_path / "plan.json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)  # one JSON object, nothing else on stdout
+    assert set(out["bench"]) == {"1", "4"}
+    for row in out["bench"].values():
+        assert {"dense_ms", "sparse_ms", "speedup"} <= set(row)
+        assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
+        assert row["speedup"] == pytest.approx(row["dense_ms"] / row["sparse_ms"], rel=1e-3)
+        assert [r["name"] for r in row["layers"]] == ["layers.fc1", "layers.fc2", "layers.fc3"]
+        assert {"dense_ms", "sparse_ms", "choice", "density"} <= set(row["layers"][0])
+    assert out["model"] == "mlp" and out["threads"] == 1 and out["input_shape"] == [1, 8, 8]
+    assert (tmp_path / "plan.json").exists()
+
+
+
+def run_main(capsys, *args):
+    """eval_sparsity's main in this process: (exit status, stdout, stderr)."""
+    from src.eval_sparsity import main
+
+    threads = torch.get_num_threads()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_bench_export_with_flags(tmp_path, capsys):
+    bare = tiny_checkpoint(tmp_path / "bare.pth", with_config=False)
+    export = tmp_path / "m.sparse.safetensors"
+    from src.sparse_export import export_checkpoint
+
+    export_checkpoint(bare, export)
+    code, out, err = run_main(capsys, export, "--bench", "--model", "mlp", "--input-shape", "1,8,8", "--json")
+    # The mlp's default hidden sizes differ from these weights: a clear error, not a traceback.
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "does not fit this model" in err
+    ckpt = tiny_checkpoint(tmp_path / "ckpt.pth")
+    export_checkpoint(ckpt, export)  # an export of a harness checkpoint keeps its config
+    code, out, err = run_main(capsys, export, "--bench", "--rounds", "3", "--batch", "2", "--json")
+    assert code == 0, err
+    assert set(json.loads(out)["bench"]["2"]) >= {"dense_ms", "sparse_ms", "speedup"}
+    code, out, err = run_main(capsys, export, "--bench", "--rounds", "3")
+    assert code == 0, err
+    assert "batch 1: dense PyTorch" in out and "speed-up" in out and "choice" in out and "layers.fc1" in out
+    code, out, err = run_main(capsys, export)  # the sparsity table reads exports too
+    assert code == 0 and "conv/linear weights" in out
+
+
+@pytest.mark.parametrize("kind", ["missing", "no_config", "bad_batch", "bad_shape", "corrupt", "bad_flag", "threads"])
+def test_cli_bench_errors_one_line_exit_2(tmp_path, capsys, kind):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt.pth", with_config=kind != "no_config")
+    args = {
+        "missing": [tmp_path / "nope.pth", "--bench"],
+        "no_config": [ckpt, "--bench"],
+        "bad_batch": [ckpt, "--bench", "--batch", "1,zero"],
+        "bad_shape": [ckpt, "--bench", "--input-shape", "3,32"],
+        "corrupt": [tmp_path / "corrupt.pth", "--bench"],
+        "bad_flag": [ckpt, "--bench", "--batches", "2"],
+        "threads": [ckpt, "--bench", "--threads", "0"],
+    }[kind]
+    if kind == "corrupt":
+        (tmp_path / "corrupt.pth").write_bytes(ckpt.read_bytes()[:300])
+    code, out, err = run_main(capsys, *args)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (1, 2, 0)])
+def test_maxpool_separable_is_exact(k, s, p):
+    from src.sparse_runtime.layers import MaxPool2d
+
+    pool = nn.MaxPool2d(k, s, p)
+    op = MaxPool2d.from_module(pool)
+    assert op.candidates(torch.zeros(1, 1, 4, 4)) == ["dense", "separable"]
+    for shape in ((1, 3, 9, 8), (2, 4, 13, 13), (1, 2, 2, 3)):
+        x = torch.randn(*shape)
+        x[0, 0, 0, 0] = float("nan")
+        want = pool(x)
+        got = op.run(x, "separable")
+        assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)) and got.shape == want.shape, (k, s, p, shape)
+    assert MaxPool2d.from_module(nn.MaxPool2d(2, ceil_mode=True)).candidates(x) == ["dense"]
