@@ -61,14 +61,17 @@ from torch import Tensor, nn  # noqa: E402
 from torch.func import functional_call  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from src.config import RUNTIME_KEYS  # noqa: E402
+from src.run_dir import flat_config  # noqa: E402
 from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, write_text_atomic  # noqa: E402
 from src.data import build_datasets  # noqa: E402
 from src.errors import CheckpointError, UserError  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.sparsity import state_dict_sparsity, summarize  # noqa: E402
 
-# Config keys that say where the data lives or how it is loaded, not what the model or data are.
-IGNORED_KEYS = {"data.root", "data.download", "data.eval_batch_size", "model.init_from", "model.compile", "model.channels_last"}
+# Config keys that say where the data lives or how a run goes, not what the model or data are: the harness's
+# run-time keys (src/config.py) and the model/data switches that leave the computed function unchanged.
+IGNORED_KEYS = set(RUNTIME_KEYS) | {"data.eval_batch_size", "model.init_from", "model.compile", "model.channels_last"}
 SAME_VALLEY_FACTOR = 2.0
 CRITERION = (
     f"same_valley: the largest training loss along the trained Bezier curve is <= {SAME_VALLEY_FACTOR:g} x "
@@ -91,20 +94,10 @@ def load_run(path: str) -> Tuple[Dict[str, Any], Dict[str, Tensor]]:
     return dict(ckpt["config"]), extract_state_dict(ckpt, path)
 
 
-def flat(cfg: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for key, value in cfg.items():
-        if isinstance(value, Mapping):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_same_setup(cfg_a: Mapping[str, Any], cfg_b: Mapping[str, Any], path_a: str, path_b: str) -> None:
     """UserError naming the first model/data key on which the two training configs differ."""
-    a = flat({"model": cfg_a.get("model", {}), "data": cfg_a.get("data", {})})
-    b = flat({"model": cfg_b.get("model", {}), "data": cfg_b.get("data", {})})
+    a = flat_config({"model": cfg_a.get("model", {}), "data": cfg_a.get("data", {})})
+    b = flat_config({"model": cfg_b.get("model", {}), "data": cfg_b.get("data", {})})
     for key in sorted((set(a) | set(b)) - IGNORED_KEYS):
         if a.get(key) != b.get(key):
             raise UserError(
