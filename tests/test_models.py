@@ -199,7 +199,7 @@ def test_wrn_bad_options(override, match):
 
 def test_vgg16_structure_and_init():
     torch.manual_seed(0)
-    model = build_model(cfg(name="vgg16"), 10, (3, 32, 32))
+    model = build_model(cfg(name="vgg16", dropout=0.5), 10, (3, 32, 32))  # dropout as configs/model/vgg16.yaml sets it
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]

@@ -78,7 +78,7 @@ def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], ba
         info: Dict[str, Any] = {}
         ms = {k: 1e3 * v for k, v in measure(fns, rounds, budget_s, drop_factor=None, info=info).items()}
         row = {
-            "dense_ms": round(ms["dense"], 4), "sparse_ms": round(ms["sparse"], 4),
+            "dense_ms": float(f"{ms['dense']:.6g}"), "sparse_ms": float(f"{ms['sparse']:.6g}"),  # sub-ms latencies
             "speedup": round(ms["dense"] / ms["sparse"], 4),
             "dense_per_s": round(1e3 * b / ms["dense"], 2), "sparse_per_s": round(1e3 * b / ms["sparse"], 2),
             "plan_s": round(plan_s, 3), "plan": summary["choice"], "rounds": info["rounds"],
