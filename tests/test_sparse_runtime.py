@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grda import cpu_kernel as grda_cpu_kernel
+
 from src.models.keras_cnn import KerasCNN
 from src.models.wrn import WideResNet
 from src.sparse_runtime import PlanCache, SparseConv2d, SparseLinear, convert, kernel, plan as plan_module
@@ -149,7 +151,7 @@ def test_linear_shapes_and_empty_rows():
 def test_portable_kernel_matches(tmp_path, monkeypatch):
     """The plain C loops (CPUs without AVX2) give the same results."""
     lib_path = tmp_path / "spconv_portable.so"
-    cmd = [*kernel.compiler(), *kernel.FLAGS, "-DSPCONV_PORTABLE", str(kernel.SOURCE), "-o", str(lib_path)]
+    cmd = [*grda_cpu_kernel.compiler(), *kernel.FLAGS, "-DSPCONV_PORTABLE", str(kernel.SOURCE), "-o", str(lib_path)]
     if subprocess.run(cmd, capture_output=True).returncode != 0:
         pytest.skip("no C compiler")
     import ctypes

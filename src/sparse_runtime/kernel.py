@@ -8,11 +8,7 @@ correctness: without a compiler the runtime measures only the candidates torch h
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -20,7 +16,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from grda.cpu_kernel import cache_dir, compiler, temp_cache_dir
+from grda import cpu_kernel  # its build-and-cache helpers: the same cache folder and fallbacks as gRDA's kernel
 
 SOURCE = Path(__file__).with_name("spconv_cpu.c")
 FLAGS = ["-O3", "-shared", "-fPIC"]
@@ -31,42 +27,11 @@ _build_error: Optional[str] = None
 
 
 def library_path(directory: Optional[Path] = None) -> Path:
-    recipe = " ".join([*compiler(), *FLAGS, *THREAD_FLAGS, platform.machine()]).encode()
-    key = hashlib.sha256(SOURCE.read_bytes() + recipe)
-    return (directory or cache_dir()) / f"spconv_cpu_{platform.machine()}_{key.hexdigest()[:16]}.so"
-
-
-def _temp_file_beside(target: Path) -> str:
-    """A temp file in target's folder, or in a per-user temp folder if that one cannot be written."""
-    for directory in (target.parent, temp_cache_dir()):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-            os.close(fd)
-            return tmp
-        except OSError:
-            continue
-    raise OSError(f"cannot write the kernel cache {target.parent} (set GRDA_KERNEL_CACHE to a writable folder)")
+    return cpu_kernel.library_path(directory, SOURCE, FLAGS, THREAD_FLAGS)
 
 
 def _build(target: Path, rebuild: bool = False) -> Path:
-    tmp = _temp_file_beside(target)
-    target = Path(tmp).parent / target.name
-    if target.exists() and not rebuild:
-        Path(tmp).unlink()
-        return target
-    try:
-        for extra in (THREAD_FLAGS, []):
-            cmd = [*compiler(), *FLAGS, *extra, str(SOURCE), "-o", tmp]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if done.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return cpu_kernel._build(target, rebuild, SOURCE, FLAGS, THREAD_FLAGS)
 
 
 def load() -> Optional[ctypes.CDLL]:

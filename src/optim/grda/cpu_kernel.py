@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -53,10 +53,12 @@ def compiler() -> List[str]:
     return shlex.split(os.environ.get("CC", "cc"))
 
 
-def library_path(directory: Optional[Path] = None) -> Path:
-    recipe = " ".join([*compiler(), *FLAGS, *THREAD_FLAGS, platform.machine()]).encode()
-    key = hashlib.sha256(SOURCE.read_bytes() + recipe)
-    return (directory or cache_dir()) / f"grda_cpu_{platform.machine()}_{key.hexdigest()[:16]}.so"
+def library_path(directory: Optional[Path] = None, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
+                 thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
+    """Where the library built from ``source`` with these flags is cached (named by a hash of source and recipe)."""
+    recipe = " ".join([*compiler(), *flags, *thread_flags, platform.machine()]).encode()
+    key = hashlib.sha256(source.read_bytes() + recipe)
+    return (directory or cache_dir()) / f"{source.stem}_{platform.machine()}_{key.hexdigest()[:16]}.so"
 
 
 def _temp_file_beside(target: Path) -> str:
@@ -72,16 +74,18 @@ def _temp_file_beside(target: Path) -> str:
     raise OSError(f"cannot write the kernel cache {target.parent} (set GRDA_KERNEL_CACHE to a writable folder)")
 
 
-def _build(target: Path, rebuild: bool = False) -> Path:
-    """Compile the kernel to ``target`` (to the temp cache if target's folder is read-only); return where it is."""
+def _build(target: Path, rebuild: bool = False, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
+           thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
+    """Compile ``source`` to ``target`` (to the temp cache if target's folder is read-only); return where it is.
+    ``thread_flags`` are dropped when the compiler refuses them (no OpenMP: the kernel runs on one thread)."""
     tmp = _temp_file_beside(target)
     target = Path(tmp).parent / target.name
     if target.exists() and not rebuild:  # built before in the temp cache
         Path(tmp).unlink()
         return target
     try:
-        for extra in (THREAD_FLAGS, []):
-            cmd = [*compiler(), *FLAGS, *extra, str(SOURCE), "-o", tmp]
+        for extra in (thread_flags, []):
+            cmd = [*compiler(), *flags, *extra, str(source), "-o", tmp]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
                 break
