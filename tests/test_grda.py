@@ -362,6 +362,20 @@ def test_mu_outside_theory_warns(mu):
         GRDA([torch.nn.Parameter(torch.zeros(1))], mu=mu)
 
 
+def test_mu_warning_points_at_the_caller():
+    with pytest.warns(UserWarning, match="outside") as record:
+        GRDA([torch.nn.Parameter(torch.zeros(1))], mu=1.0)
+    assert record[0].filename == __file__
+
+
+def test_numpy_scalars_are_numbers():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = GRDA([p], lr=np.float32(0.5), c=np.float64(0.0), mu=0.7)
+    p.grad = torch.ones(3)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 0.5))
+
+
 def test_mu_inside_theory_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -352,6 +352,12 @@ def test_mu_outside_theory_warns(mu):
         GRDA(mu=mu)
 
 
+def test_mu_warning_points_at_the_caller():
+    with pytest.warns(UserWarning, match="outside") as record:
+        GRDA(mu=1.0)
+    assert record[0].filename == __file__
+
+
 def test_recommended_settings_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -23,15 +23,12 @@ Usage::
 
 from __future__ import annotations
 
-import math
-import numbers
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
 
 from grda import defaults
+from grda._validation import check_accumulator_start, check_c_mu, check_lr, is_number
 
 __all__ = ["GRDA"]
 
@@ -97,8 +94,11 @@ class GRDA(keras.optimizers.Optimizer):
                 "GRDA does not support weight_decay: the weights are recomputed from the "
                 "accumulator at every step. Its regularizer is the soft threshold; raise c instead."
             )
-        learning_rate = _validate(learning_rate, c, mu)
-        _validate_start(accumulator_init, accumulator_range, accumulator_seed)
+        if is_number(learning_rate):  # else a schedule, which Keras checks
+            check_lr(learning_rate, name="learning_rate")
+            learning_rate = float(learning_rate)  # Keras wants a float, not an int
+        check_c_mu(c, mu)
+        check_accumulator_start(accumulator_init, accumulator_range, accumulator_seed)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.c = float(c)
         self.mu = float(mu)
@@ -203,42 +203,3 @@ def _uniform(bound, seed):
         return ops.cast(draw, dtype or "float32")
 
     return initializer
-
-
-def _validate_start(init, bound, seed) -> None:
-    if init not in ("weights", "uniform"):
-        raise ValueError(f"GRDA accumulator_init must be one of ('weights', 'uniform'), got {init!r}")
-    if not _is_number(bound) or not math.isfinite(bound) or bound <= 0:
-        raise ValueError(f"GRDA accumulator_range must be a finite number > 0, got {bound!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"GRDA accumulator_seed must be an integer >= 0, got {seed!r}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _validate(learning_rate, c, mu):
-    """Check the hyperparameters like the PyTorch optimizer; returns the learning rate to pass on."""
-    for name, value in (("c", c), ("mu", mu)):
-        if not _is_number(value):
-            raise ValueError(f"GRDA {name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"GRDA {name} must be finite, got {name}={value}")
-    if _is_number(learning_rate):
-        if not math.isfinite(learning_rate):
-            raise ValueError(f"GRDA learning rate must be finite, got learning_rate={learning_rate}")
-        if learning_rate <= 0:
-            raise ValueError(f"GRDA learning rate must be > 0, got learning_rate={learning_rate}")
-        learning_rate = float(learning_rate)  # Keras wants a float, not an int
-    if c < 0:
-        raise ValueError(f"GRDA c must be >= 0 (0 is plain SGD), got c={c}")
-    if mu <= 0:
-        raise ValueError(f"GRDA mu must be > 0, got mu={mu}")
-    if not 0.5 < mu < 1:
-        warnings.warn(
-            f"GRDA mu={mu} is outside (0.5, 1), the range its theory covers; "
-            "the authors recommend mu in {0.501, 0.51, 0.55}",
-            stacklevel=3,
-        )
-    return learning_rate

@@ -16,11 +16,11 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from grda import cpu_kernel, cuda_kernel, defaults
+from grda._validation import check_accumulator_start, check_c_mu, check_lr
 
 __all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator"]
 
 IMPLEMENTATIONS = ("auto", "fused", "compiled", "foreach", "reference")
-ACCUMULATOR_INITS = ("weights", "uniform")
 # Where no fused kernel runs, "auto" compiles the update for parameter sets at least this large (a one-off
 # compile of ~40 s on 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
 COMPILE_MIN_NUMEL = 5_000_000
@@ -398,13 +398,7 @@ def uniform_accumulator(p: Tensor, bound: float, seed: int) -> Tensor:
 
 
 def _validate_hyperparameters(group: dict) -> None:
-    if group["accumulator_init"] not in ACCUMULATOR_INITS:
-        raise ValueError(f"GRDA accumulator_init must be one of {ACCUMULATOR_INITS}, got {group['accumulator_init']!r}")
-    bound, seed = group["accumulator_range"], group["accumulator_seed"]
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (math.isfinite(bound) and bound > 0):
-        raise ValueError(f"GRDA accumulator_range must be a finite number > 0, got {bound!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"GRDA accumulator_seed must be an integer >= 0, got {seed!r}")
+    check_accumulator_start(group["accumulator_init"], group["accumulator_range"], group["accumulator_seed"])
     if group["impl"] not in IMPLEMENTATIONS:
         raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {group['impl']!r}")
     weight_decay = group["weight_decay"]
@@ -415,24 +409,8 @@ def _validate_hyperparameters(group: dict) -> None:
             "the soft threshold (raise c for a sparser model). Pass weight_decay=0 (timm: create_optimizer_v2(..., "
             "weight_decay=0); Hugging Face: TrainingArguments(weight_decay=0.0))."
         )
-    lr, c, mu = group["lr"], group["c"], group["mu"]
-    for name, value in (("lr", lr), ("c", c), ("mu", mu)):
-        if isinstance(value, Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValueError(f"GRDA {name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"GRDA {name} must be finite, got {name}={value}")
-    if lr <= 0:
-        raise ValueError(f"GRDA learning rate must be > 0, got lr={lr}")
-    if c < 0:
-        raise ValueError(f"GRDA c must be >= 0 (0 is plain SGD), got c={c}")
-    if mu <= 0:
-        raise ValueError(f"GRDA mu must be > 0, got mu={mu}")
-    if not 0.5 < mu < 1:
-        warnings.warn(
-            f"GRDA mu={mu} is outside (0.5, 1), the range its theory covers; "
-            "the authors recommend mu in {0.501, 0.51, 0.55}",
-            stacklevel=4,
-        )
+    check_lr(group["lr"])
+    check_c_mu(group["c"], group["mu"], stacklevel=5)  # points at the caller of GRDA(...)
 
 
 def _reference_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
