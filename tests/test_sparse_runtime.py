@@ -393,16 +393,27 @@ def test_cli_bench_errors_one_line_exit_2(tmp_path, capsys, kind):
 
 
 @pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (1, 2, 0)])
-def test_maxpool_separable_is_exact(k, s, p):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
+    from src.sparse_runtime import kernel
     from src.sparse_runtime.layers import MaxPool2d
 
     pool = nn.MaxPool2d(k, s, p)
     op = MaxPool2d.from_module(pool)
-    assert op.candidates(torch.zeros(1, 1, 4, 4)) == ["dense", "separable"]
-    for shape in ((1, 3, 9, 8), (2, 4, 13, 13), (1, 2, 2, 3)):
-        x = torch.randn(*shape)
-        x[0, 0, 0, 0] = float("nan")
-        want = pool(x)
-        got = op.run(x, "separable")
-        assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)) and got.shape == want.shape, (k, s, p, shape)
+    assert op.candidates(torch.zeros(1, 1, 4, 4)) == ["dense", "separable"] + (["direct"] if kernel.available() else [])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        # (3, 64, 40, 40): enough pixels for the C routine to split the planes over threads
+        for shape in ((1, 3, 9, 8), (2, 4, 13, 13), (1, 2, 2, 3), (3, 64, 40, 40)):
+            x = torch.randn(*shape)
+            x[0, 0, 0, 0] = float("nan")
+            x[-1, -1, -1, -1] = float("nan")
+            want = pool(x)
+            for candidate in op.candidates(x)[1:]:
+                got = op.run(x, candidate)
+                assert got.shape == want.shape and torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)), (
+                    candidate, k, s, p, shape)
+    finally:
+        torch.set_num_threads(before)
     assert MaxPool2d.from_module(nn.MaxPool2d(2, ceil_mode=True)).candidates(x) == ["dense"]

@@ -60,6 +60,8 @@ def load() -> Optional[ctypes.CDLL]:
     lib.spconv_f32.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64, i64,
                                ctypes.c_int, ctypes.c_int]
     lib.spconv_uses_avx2.restype = ctypes.c_int
+    lib.maxpool_f32.restype = ctypes.c_int
+    lib.maxpool_f32.argtypes = [i64] * 9 + [ptr, ptr, i64, i64, ctypes.c_int]
     _library = lib
     return lib
 
@@ -80,3 +82,19 @@ def spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bia
     lib.spconv_f32(N, O, L, rowptr.data_ptr(), off.data_ptr(), val.data_ptr(),
                    None if bias is None else bias.data_ptr(), x.data_ptr(), xs, y.data_ptr(), ys, ocs, ps, G, Q,
                    int(relu), torch.get_num_threads())
+
+
+MAXPOOL_MAX_WIDTH = 4096  # the C routine's row buffer
+
+
+def maxpool(x: Tensor, kernel_size, stride, padding) -> Tensor:
+    """``F.max_pool2d(x, kernel_size, stride, padding)`` (dilation 1, floor mode) of a contiguous float32 NCHW ``x``."""
+    lib = _library if _library is not None else load()
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = x.new_empty(n, c, ho, wo)
+    if lib.maxpool_f32(n * c, h, w, kh, kw, sh, sw, ph, pw, x.data_ptr(), y.data_ptr(), ho, wo,
+                       torch.get_num_threads()):
+        raise ValueError(f"maxpool: width {w} > {MAXPOOL_MAX_WIDTH}")  # candidates() never offers it then
+    return y

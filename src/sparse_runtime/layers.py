@@ -12,7 +12,7 @@ Candidates (each gives the dense layer's output within fp32 rounding):
 
 A layer runs ``choices[(input shape, threads)]``, ``dense`` for a shape it has not been planned for
 (:class:`src.sparse_runtime.SparseModel` fills ``choices`` by timing the candidates). :class:`MaxPool2d` is planned
-the same way between PyTorch's kernel and a separable max of strided views.
+the same way between PyTorch's kernel, a separable max of strided views and the C kernel's max pooling.
 """
 
 from __future__ import annotations
@@ -125,13 +125,20 @@ class MaxPool2d(PlannedOp):
     def supports(self, candidate: str) -> bool:
         if candidate == "dense":
             return True
-        return candidate == "separable" and self.dilation == (1, 1) and not self.ceil_mode
+        if candidate == "direct" and not kernel.available():
+            return False
+        return candidate in ("separable", "direct") and self.dilation == (1, 1) and not self.ceil_mode
 
     def candidates(self, x: Tensor) -> List[str]:
-        ok = x.dim() == 4 and x.is_floating_point() and self.supports("separable")
-        return ["dense", "separable"] if ok else ["dense"]
+        if not (x.dim() == 4 and x.is_floating_point() and self.supports("separable")):
+            return ["dense"]
+        direct = (kernel.available() and x.dtype == torch.float32 and x.device.type == "cpu"
+                  and x.shape[3] <= kernel.MAXPOOL_MAX_WIDTH)
+        return ["dense", "separable"] + (["direct"] if direct else [])
 
     def run(self, x: Tensor, candidate: str) -> Tensor:
+        if candidate == "direct" and x.dim() == 4:
+            return kernel.maxpool(x.contiguous(), self.kernel_size, self.stride, self.padding)
         if candidate != "separable" or x.dim() != 4:
             return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding

@@ -295,6 +295,135 @@ int spconv_f32(int64_t N, int64_t O, int64_t L, const int32_t *rowptr, const int
     return 0;
 }
 
+/* Max pooling (dilation 1, floor mode) of `planes` (H, W) images into (Ho, Wo): window kh x kw, stride sh x sw,
+ * padding ph x pw (positions outside the image are skipped, as PyTorch's -inf padding). Separable: for each output
+ * row, the column-wise max of its kh input rows, then the max over kw of that row (AVX2 for both where available;
+ * the common 2-wide, stride-2 horizontal step de-interleaves even and odd columns). A NaN in a window gives NaN, as
+ * in torch. The planes are split over `threads` threads. Returns 0, or 1 when W is too wide for the row buffer. */
+#define POOL_MAX_W 4096
+
+static inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
+
+static void pool_rows_generic(float *row, const float *xr, int64_t W) {
+    for (int64_t c = 0; c < W; c++) row[c] = max_nan(row[c], xr[c]);
+}
+
+static void pool_cols_generic(const float *row, float *out, int64_t q0, int64_t Wo, int64_t W, int64_t kw,
+                                 int64_t sw, int64_t pw) {
+    for (int64_t q = q0; q < Wo; q++) {
+        int64_t j0 = q * sw - pw, j1 = j0 + kw;
+        if (j0 < 0) j0 = 0;
+        if (j1 > W) j1 = W;
+        float m = row[j0];
+        for (int64_t j = j0 + 1; j < j1; j++) m = max_nan(m, row[j]);
+        out[q] = m;
+    }
+}
+
+#ifdef SPCONV_AVX2
+/* max(m, v) with a NaN in v (or m) kept: vmaxps returns its second operand when either is NaN. */
+__attribute__((target("avx2"))) static inline __m256 max_nan8(__m256 m, __m256 v) {
+    __m256 r = _mm256_max_ps(v, m);
+    return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+__attribute__((target("avx2"))) static inline __m256i tail_mask(int64_t n) { /* the first n (< 8) lanes */
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* row[c] <- max(row[c], xr[c]) for c < W (row has 16 floats of room past W; xr is read only below W). */
+__attribute__((target("avx2"))) static inline void pool_rows_avx2(float *row, const float *xr, int64_t W) {
+    int64_t c = 0;
+    for (; c + 8 <= W; c += 8) _mm256_storeu_ps(row + c, max_nan8(_mm256_loadu_ps(row + c), _mm256_loadu_ps(xr + c)));
+    if (c < W) {
+        __m256i m = tail_mask(W - c);
+        _mm256_maskstore_ps(row + c, m, max_nan8(_mm256_loadu_ps(row + c), _mm256_maskload_ps(xr + c, m)));
+    }
+}
+
+/* kw = sw = 2, pw = 0: out[q] = max(row[2q], row[2q + 1]) for q < Wo, 8 outputs per step (reads up to 16 floats
+ * past 2 * Wo, inside row's room; the lanes past Wo are not stored). */
+__attribute__((target("avx2"))) static inline void pool_cols_2x2_avx2(const float *row, float *out, int64_t Wo) {
+    for (int64_t q = 0; q < Wo; q += 8) {
+        __m256 a = _mm256_loadu_ps(row + 2 * q), b = _mm256_loadu_ps(row + 2 * q + 8);
+        __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+        __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        __m256 m = max_nan8(even, odd);
+        m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0)));
+        if (q + 8 <= Wo)
+            _mm256_storeu_ps(out + q, m);
+        else
+            _mm256_maskstore_ps(out + q, tail_mask(Wo - q), m);
+    }
+}
+#endif
+
+/* One plane; the row buffer `row` has POOL_MAX_W + 16 floats. */
+static void pool_plane_generic(const float *xp, float *yp, float *row, int64_t H, int64_t W, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t Ho, int64_t Wo) {
+    for (int64_t r = 0; r < Ho; r++) {
+        int64_t i0 = r * sh - ph, i1 = i0 + kh;
+        if (i0 < 0) i0 = 0;
+        if (i1 > H) i1 = H;
+        memcpy(row, xp + i0 * W, (size_t)W * sizeof(float));
+        for (int64_t i = i0 + 1; i < i1; i++) pool_rows_generic(row, xp + i * W, W);
+        pool_cols_generic(row, yp + r * Wo, 0, Wo, W, kw, sw, pw);
+    }
+}
+
+#ifdef SPCONV_AVX2
+/* The same with the vector steps inlined (one target-specific function, so that they can be). */
+__attribute__((target("avx2"))) static void pool_plane_avx2(const float *xp, float *yp, float *row, int64_t H,
+                                                            int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                                            int64_t ph, int64_t pw, int64_t Ho, int64_t Wo) {
+    const int two = kw == 2 && sw == 2 && pw == 0;
+    for (int64_t r = 0; r < Ho; r++) {
+        int64_t i0 = r * sh - ph, i1 = i0 + kh;
+        if (i0 < 0) i0 = 0;
+        if (i1 > H) i1 = H;
+        const float *src = xp + i0 * W;
+        if (i1 - i0 == 1) {
+            memcpy(row, src, (size_t)W * sizeof(float));
+        } else { /* the first two rows in one pass, then the others */
+            int64_t c = 0;
+            for (; c + 8 <= W; c += 8)
+                _mm256_storeu_ps(row + c, max_nan8(_mm256_loadu_ps(src + c), _mm256_loadu_ps(src + W + c)));
+            if (c < W) {
+                __m256i m = tail_mask(W - c);
+                _mm256_maskstore_ps(row + c, m, max_nan8(_mm256_maskload_ps(src + c, m), _mm256_maskload_ps(src + W + c, m)));
+            }
+            for (int64_t i = i0 + 2; i < i1; i++) pool_rows_avx2(row, xp + i * W, W);
+        }
+        if (two)
+            pool_cols_2x2_avx2(row, yp + r * Wo, Wo);
+        else
+            pool_cols_generic(row, yp + r * Wo, 0, Wo, W, kw, sw, pw);
+    }
+}
+#endif
+
+int maxpool_f32(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                int64_t pw, const float *x, float *y, int64_t Ho, int64_t Wo, int threads) {
+    if (W > POOL_MAX_W) return 1;
+    int avx2 = 0;
+#ifdef SPCONV_AVX2
+    avx2 = has_avx2();
+#endif
+#pragma omp parallel for num_threads(threads) if (threads > 1 && planes * H * W >= 65536) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float row[POOL_MAX_W + 16];
+#ifdef SPCONV_AVX2
+        if (avx2) {
+            pool_plane_avx2(x + pl * H * W, y + pl * Ho * Wo, row, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+            continue;
+        }
+#endif
+        pool_plane_generic(x + pl * H * W, y + pl * Ho * Wo, row, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+    }
+    (void)avx2;
+    return 0;
+}
+
 /* 1 when the AVX2 path is in use (for the record). */
 int spconv_uses_avx2(void) {
 #ifdef SPCONV_AVX2
