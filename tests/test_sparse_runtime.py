@@ -132,6 +132,23 @@ def test_conv_geometries(case, relu):
             assert close(layer.run(x[0], "direct"), want[0])  # unbatched input
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_kernel_splits_large_problems_over_threads(threads):
+    """Problems above the kernel's serial cutoff (SERIAL_WORK multiply-adds) run on several threads; same result."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 3, padding=1)
+    sparsify_uniform(conv, 0.7)  # ~1,400 weights x ~1,100 columns: far above the cutoff
+    layer = SparseConv2d.from_module(conv, relu=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(3, 16, 32, 32)
+        with torch.no_grad():
+            assert close(layer.run(x, "direct"), torch.relu(conv(x)))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_linear_shapes_and_empty_rows():
     torch.manual_seed(0)
     lin = nn.Linear(70, 33)
