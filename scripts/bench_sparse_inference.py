@@ -162,7 +162,8 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
         "`torch.inference_mode()`. The runtime folds BatchNorm into the convolutions, fuses ReLUs, and runs each "
         "Conv2d/Linear dense or sparse as timed per layer on this machine; \"(d)\" marks a model whose per-layer plan "
         "was not faster end to end than the same model all dense, so it runs all dense (BN folded). Max pooling runs "
-        "as a separable max of strided views where that measured faster (PyTorch's NCHW max-pool kernel is slow), so "
+        "as a separable max (of strided views, or in the sparse kernel's C library) where that measured faster "
+        "(PyTorch's NCHW max-pool kernel is slow), so "
         "folding and pooling alone make the runtime faster than dense PyTorch at 0 % zeros. Uniform "
         "sparsity: exactly that fraction of every conv/linear weight is zero, at random positions. \"–\": not "
         "measured.",
