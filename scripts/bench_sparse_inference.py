@@ -99,9 +99,14 @@ def run(args) -> Dict[str, Any]:
             per_layer = {n: round(100 * float((m.weight == 0).float().mean()), 1) for n, m in model.named_modules()
                          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
             rows += measure_model(model, shape, _ints(args.batches), threads, args, model="Keras CNN",
-                                  source=f"gRDA {path.parent.name}, epoch {epoch}", sparsity=round(zeros, 2),
+                                  source=f"gRDA {checkpoint_label(path)}, epoch {epoch}", sparsity=round(zeros, 2),
                                   extra={"checkpoint": str(path), "epoch": epoch, "per_layer_zeros": per_layer})
     return {"machine": _machine(), "rows": list(rows)}
+
+
+def checkpoint_label(path: Path) -> str:
+    """A run's checkpoint is named by its run directory (…/grda_mu1.0/checkpoint.pth), a copy by its own name."""
+    return path.parent.name if path.name == "checkpoint.pth" else path.stem
 
 
 def _busy_s() -> Optional[float]:
@@ -124,6 +129,7 @@ def measure_model(net, shape, batches, threads, args, **meta) -> List[Dict[str, 
         row = {**{k: v for k, v in meta.items() if k != "extra"}, "threads": threads, "batch": b,
                **{k: res[k] for k in ("dense_ms", "sparse_ms", "speedup", "dense_per_s", "sparse_per_s", "plan",
                                       "plan_s", "plan_sparse_ms", "plan_dense_ms", "rounds")},
+               "calls_per_sample": res.get("calls_per_sample"),
                "wall_s": round(time.time() - t, 1),
                # CPU time other processes took while this row was measured, per second of it (0: a quiet machine)
                "others_cpu": (None if busy0 is None else
@@ -144,6 +150,14 @@ def _fmt_speedup(rows, model, source, threads, batch) -> str:
         if (r["model"], r["source"], r["threads"], r["batch"]) == (model, source, threads, batch):
             return f"{r['speedup']:.2f}×" + ("" if r["plan"] == "sparse" else " (d)")
     return "–"
+
+
+def _rounds(row) -> str:
+    """Rounds, and the calls averaged per sample where more than one (sub-millisecond calls; dense / sparse)."""
+    calls = row.get("calls_per_sample") or {}
+    if max(calls.values(), default=1) <= 1:
+        return str(row["rounds"])
+    return f"{row['rounds']} × {calls.get('dense', 1)}/{calls.get('sparse', 1)}"
 
 
 def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
@@ -181,7 +195,9 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
             _fmt_speedup(rows, model, source, t, b) for t in threads for b in batches) + " |")
     lines += ["", "Latencies (ms; throughput = batch / latency). \"vs runtime all dense\": the plan's own end-to-end "
               "check, the same runtime with every Conv2d/Linear dense (BN folded, same pooling) against the plan "
-              "(fastest of its runs), i.e. the part of the speed-up that comes from the zeros. \"others' CPU\": CPU "
+              "(fastest of its runs), i.e. the part of the speed-up that comes from the zeros. \"rounds\": samples per "
+              "candidate; \"7 × 40/90\" means each sample was the mean of 40 dense / 90 sparse calls in a row (calls "
+              "under 20 ms are repeated so that one timer interrupt cannot decide a row). \"others' CPU\": CPU "
               "seconds per second that other processes used while the row ran (0 = quiet; 2 = both cores busy "
               "elsewhere).", "",
               "| model | weights | threads | batch | dense ms | sparse ms | speed-up | vs runtime all dense | dense /s | "
@@ -195,7 +211,7 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
         lines.append(
             f"| {r['model']} | {r['source']} | {r['threads']} | {r['batch']} | {r['dense_ms']:.2f} | "
             f"{r['sparse_ms']:.2f} | {r['speedup']:.2f}× | {vs} | {r['dense_per_s']:.1f} | {r['sparse_per_s']:.1f} | "
-            f"{r['plan']} | {sparse_layers}/{len(convs)} | {r['rounds']} | {r['wall_s']:.0f} | {others} |")
+            f"{r['plan']} | {sparse_layers}/{len(convs)} | {_rounds(r)} | {r['wall_s']:.0f} | {others} |")
     # Where sparsity does not pay: per-layer detail for the heaviest configurations.
     lines += ["", "Per-layer times behind two rows (ms, medians; dense = PyTorch on the BN-folded weights; "
               "sparse = the best sparse candidate):", ""]
@@ -212,11 +228,12 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
             lines.append(f"| {x['name']} | {'×'.join(map(str, x['input']))} | {dense} | {sparse} | "
                          f"{x['best_sparse'] or '–'} | {x['choice']} |")
         lines.append("")
+    seen = set()
     for r in rows:
-        if "checkpoint" in r:
-            lines += [f"Checkpoint {r['checkpoint']} (epoch {r['epoch']}): zeros per layer (%) "
-                      + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()), ""]
-            break
+        if "checkpoint" in r and r["checkpoint"] not in seen:
+            seen.add(r["checkpoint"])
+            lines += [f"Checkpoint {r['checkpoint']} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): zeros per "
+                      "layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -257,7 +258,7 @@ def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):
     x1 = torch.randn(1, *shape)
     rt.plan(x1, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
     data = json.loads(plan_file.read_text())
-    assert data["version"] == 1
+    assert data["version"] == plan_module.CACHE_VERSION
     entries = data["entries"]
     machine = plan_module.machine_key()
     layer_keys = [k for k in entries if not k.startswith("model ")]
@@ -302,7 +303,16 @@ def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):
     plan_file.write_text("{not json")
     with pytest.warns(UserWarning, match="unreadable plan cache"):
         convert(model).plan(x1, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
-    assert json.loads(plan_file.read_text())["version"] == 1
+    assert json.loads(plan_file.read_text())["version"] == plan_module.CACHE_VERSION
+
+    # A cache from another version of the runtime (other candidates) is planned again, silently, and replaced.
+    stale = {"version": plan_module.CACHE_VERSION - 1, "entries": {"old key": {"choice": "csr", "ms": {}}}}
+    plan_file.write_text(json.dumps(stale))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(model).plan(x1, rounds=3, budget_s=0.05, e2e_rounds=3, e2e_budget_s=0.1)
+    data = json.loads(plan_file.read_text())
+    assert data["version"] == plan_module.CACHE_VERSION and "old key" not in data["entries"] and data["entries"]
 
 
 def test_plan_cache_path_env(tmp_path, monkeypatch):

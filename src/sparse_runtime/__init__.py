@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -137,11 +138,12 @@ class SparseModel(nn.Module):
                         probe = measure({c: (lambda c=c: op.run(one, c)) for c in cands}, 3, budget_s / 4,
                                         drop_factor=None, stat="min")
                         cands = [c for c in cands if c == "dense" or probe[c] <= 3 * min(probe.values())]
-                    fns = {c: (lambda c=c: op.run(inp, c)) for c in cands}
+                    # Timed as they will run: through the runners that set_choice binds.
+                    fns = {c: functools.partial(op.runner(tuple(inp.shape), threads, c), inp) for c in cands}
                     ms = {c: 1e3 * t for c, t in measure(fns, rounds, budget_s, stat="min").items()}
                     entry = {"choice": choose(ms), "ms": {c: round(t, 4) for c, t in ms.items()}}
                 cache.put(key, entry)
-            op.choices[(tuple(inp.shape), threads)] = entry["choice"]
+            op.set_choice(inp.shape, threads, entry["choice"])
             row = {"name": name, "kind": op.kind, "layer": op.signature(), "relu": op.relu, "input": list(inp.shape),
                    "density": None, "macs": 0, "nonzero_macs": 0}
             if isinstance(op, SparseLayer):
@@ -165,7 +167,7 @@ class SparseModel(nn.Module):
                 modules = dict(self.module.named_modules())
                 for r in rows:
                     if r["density"] is not None:
-                        modules[r["name"]].choices[(tuple(r["input"]), threads)] = "dense"
+                        modules[r["name"]].set_choice(r["input"], threads, "dense")
         cache.save()
         for _, m in self.planned_ops():
             m.drop_unused()

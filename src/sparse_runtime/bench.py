@@ -57,9 +57,10 @@ def layer_rows(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 @torch.inference_mode()
 def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], batches: Sequence[int],
-          rounds: int = 7, budget_s: float = 5.0, seed: int = 0,
+          rounds: int = 7, budget_s: float = 5.0, seed: int = 0, min_sample_s: float = 0.02,
           extra: Optional[Dict[str, Callable[[torch.Tensor], object]]] = None) -> Dict[str, Dict[str, Any]]:
-    """For each batch size: plan the runtime, then time dense vs runtime end to end (interleaved, medians).
+    """For each batch size: plan the runtime, then time dense vs runtime end to end (interleaved, medians; a sample
+    of a call faster than ``min_sample_s`` is the mean of enough calls in a row to last that long).
 
     Returns {str(batch): {"dense_ms", "sparse_ms", "speedup", "dense_per_s", "sparse_per_s", "plan_s",
     "plan": "sparse"|"dense", "layers": [...], **{name + "_ms": ...} for each extra}}.
@@ -76,12 +77,14 @@ def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], ba
         for name, fn in (extra or {}).items():
             fns[name] = (lambda fn=fn: fn(x))
         info: Dict[str, Any] = {}
-        ms = {k: 1e3 * v for k, v in measure(fns, rounds, budget_s, drop_factor=None, info=info).items()}
+        ms = {k: 1e3 * v for k, v in
+              measure(fns, rounds, budget_s, drop_factor=None, info=info, min_sample_s=min_sample_s).items()}
         row = {
             "dense_ms": float(f"{ms['dense']:.6g}"), "sparse_ms": float(f"{ms['sparse']:.6g}"),  # sub-ms latencies
             "speedup": round(ms["dense"] / ms["sparse"], 4),
             "dense_per_s": round(1e3 * b / ms["dense"], 2), "sparse_per_s": round(1e3 * b / ms["sparse"], 2),
             "plan_s": round(plan_s, 3), "plan": summary["choice"], "rounds": info["rounds"],
+            "calls_per_sample": info["calls_per_sample"],
             "plan_sparse_ms": summary.get("sparse_ms"), "plan_dense_ms": summary.get("dense_ms"),
             "layers": layer_rows(summary),
         }

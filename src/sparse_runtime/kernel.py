@@ -75,6 +75,22 @@ def uses_avx2() -> bool:
     return bool(lib is not None and lib.spconv_uses_avx2())
 
 
+def bound_spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bias: Optional[Tensor], xs: int,
+                 ys: int, ocs: int, ps: int, G: int, Q: int, relu: bool, threads: int):
+    """:func:`spconv` with everything but the input buffer and the output bound: ``call(x, y)``. The returned
+    function keeps the operands alive."""
+    lib = _library if _library is not None else load()
+    fn = lib.spconv_f32
+    head = (N, O, L, rowptr.data_ptr(), off.data_ptr(), val.data_ptr(), None if bias is None else bias.data_ptr())
+    tail = (ys, ocs, ps, G, Q, int(relu), int(threads))
+    operands = (rowptr, off, val, bias)
+
+    def call(x: Tensor, y: Tensor, _keep=operands) -> None:
+        fn(*head, x.data_ptr(), xs, y.data_ptr(), *tail)
+
+    return call
+
+
 def spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bias: Optional[Tensor], x: Tensor,
            xs: int, y: Tensor, ys: int, ocs: int, ps: int, G: int, Q: int, relu: bool) -> None:
     """``y`` <- the product described in spconv_cpu.c (all tensors contiguous, on the CPU, float32/int32)."""
@@ -98,3 +114,24 @@ def maxpool(x: Tensor, kernel_size, stride, padding) -> Tensor:
                        torch.get_num_threads()):
         raise ValueError(f"maxpool: width {w} > {MAXPOOL_MAX_WIDTH}")  # candidates() never offers it then
     return y
+
+
+def maxpool_runner(shape, kernel_size, stride, padding, threads: int):
+    """:func:`maxpool` for contiguous-or-not float32 inputs of ``shape``, with the sizes bound: ``run(x) -> y``."""
+    lib = _library if _library is not None else load()
+    fn = lib.maxpool_f32
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if w > MAXPOOL_MAX_WIDTH:
+        raise ValueError(f"maxpool: width {w} > {MAXPOOL_MAX_WIDTH}")
+    sizes = (n * c, h, w, kh, kw, sh, sw, ph, pw)
+    out_shape = (n, c, ho, wo)
+
+    def run(x: Tensor) -> Tensor:
+        x = x.contiguous()
+        y = torch.empty(out_shape)
+        fn(*sizes, x.data_ptr(), y.data_ptr(), ho, wo, threads)
+        return y
+
+    return run

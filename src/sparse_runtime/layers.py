@@ -11,16 +11,19 @@ Candidates (each gives the dense layer's output within fp32 rounding):
             enough that the blocks hold at most twice the nonzeros.
 
 A layer runs ``choices[(input shape, threads)]``, ``dense`` for a shape it has not been planned for
-(:class:`src.sparse_runtime.SparseModel` fills ``choices`` by timing the candidates). :class:`MaxPool2d` is planned
+(:class:`src.sparse_runtime.SparseModel` fills ``choices`` by timing the candidates, through ``set_choice``, which
+also binds the choice's operands, sizes and kernel pointers into a runner for that shape: a call then does little
+more than the kernel's work and the output's allocation, which matters at batch 1). :class:`MaxPool2d` is planned
 the same way between PyTorch's kernel, a separable max of strided views and the C kernel's max pooling.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -71,6 +74,8 @@ class PlannedOp(nn.Module):
         self.choices: Dict[Tuple, str] = {}
         self.force: Optional[str] = None  # run this candidate whatever the plan says (tests, the dense fallback)
         self._prepared: Dict[Tuple, object] = {}
+        # (input shape, threads) -> a function running the planned choice with its operands bound (set_choice)
+        self._runners: Dict[Tuple, Callable[[Tensor], Tensor]] = {}
 
     def signature(self) -> str:
         raise NotImplementedError
@@ -86,11 +91,27 @@ class PlannedOp(nn.Module):
             return self.force
         return self.choices.get((tuple(x.shape), torch.get_num_threads()), "dense")
 
+    def set_choice(self, shape: Sequence[int], threads: int, choice: str) -> None:
+        """Run ``choice`` for inputs of ``shape`` at ``threads`` threads (what the planner decided)."""
+        key = (tuple(shape), int(threads))
+        self.choices[key] = choice
+        self._runners[key] = self.runner(tuple(shape), int(threads), choice)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.force is None:
+            run = self._runners.get((x.shape, torch.get_num_threads()))
+            if run is not None and x.dtype == torch.float32 and x.device.type == "cpu":
+                return run(x)
         return self.run(x, self.choice_for(x))
 
     def run(self, x: Tensor, candidate: str) -> Tensor:
         raise NotImplementedError
+
+    def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:
+        """``candidate`` for inputs of ``shape``, as a function of the input alone. The kernel's candidates override
+        this to bind their operands once: at batch 1 the per-call Python work is a good part of a small layer's
+        time."""
+        return functools.partial(self.run, candidate=candidate)
 
     def drop_unused(self) -> None:
         """Forget the prepared operands of candidates no planned shape runs."""
@@ -135,6 +156,11 @@ class MaxPool2d(PlannedOp):
         direct = (kernel.available() and x.dtype == torch.float32 and x.device.type == "cpu"
                   and x.shape[3] <= kernel.MAXPOOL_MAX_WIDTH)
         return ["dense", "separable"] + (["direct"] if direct else [])
+
+    def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:
+        if candidate != "direct" or len(shape) != 4:
+            return super().runner(shape, threads, candidate)
+        return kernel.maxpool_runner(shape, self.kernel_size, self.stride, self.padding, threads)
 
     def run(self, x: Tensor, candidate: str) -> Tensor:
         if candidate == "direct" and x.dim() == 4:
@@ -283,6 +309,23 @@ class SparseLinear(SparseLayer):
             raise ValueError(f"unknown candidate {candidate!r}")
         return self._finish(y).reshape(*lead, self.out_features)
 
+    def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:
+        if candidate != "direct" or len(shape) != 2:
+            return super().runner(shape, threads, candidate)
+        m = shape[0]
+        rowptr, off, val = self._direct(m)
+        call = kernel.bound_spconv(1, self.out_features, m, rowptr, off, val, self.bias, 0, 0, 1, self.out_features,
+                                   m, m, self.relu, threads)
+        out_shape = (m, self.out_features)
+
+        def run(x: Tensor) -> Tensor:
+            xt = x.contiguous() if m == 1 else x.t().contiguous()  # (K, M): column l of the grid is sample l
+            y = torch.empty(out_shape)
+            call(xt, y)
+            return y
+
+        return run
+
     def _direct(self, m: int):
         key = ("direct", m)
         prep = self._prepared.get(key)
@@ -415,23 +458,47 @@ class SparseConv2d(SparseLayer):
         self._prepared[key] = geo
         return geo
 
-    def _run_direct(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        geo = self._geometry(n, h, w)
-        (sh, sw) = self.stride
+    def _fill_buffer(self, x: Tensor, geo: dict) -> Tensor:
+        """The kernel's input: x itself (stride 1, no padding) or its zero-padded polyphase split."""
         if geo["in_place"]:
-            buf = x.contiguous()
-        else:
-            buf = geo["buffer"]
-            if buf is None:  # zero borders once; each call rewrites only the interior
-                buf = geo["buffer"] = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
-            for a, b, r0, r1, q0, q1, x0, y0 in geo["copies"]:
-                buf[:, a, b, :, r0:r1, q0:q1] = x[:, :, x0:x0 + sh * (r1 - r0 - 1) + 1:sh, y0:y0 + sw * (q1 - q0 - 1) + 1:sw]
+            return x.contiguous()
+        (sh, sw) = self.stride
+        buf = geo["buffer"]
+        if buf is None:  # zero borders once; each call rewrites only the interior
+            n, c = x.shape[0], self.in_channels
+            buf = geo["buffer"] = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
+        for a, b, r0, r1, q0, q1, x0, y0 in geo["copies"]:
+            buf[:, a, b, :, r0:r1, q0:q1] = x[:, :, x0:x0 + sh * (r1 - r0 - 1) + 1:sh, y0:y0 + sw * (q1 - q0 - 1) + 1:sw]
+        return buf
+
+    def _bound_direct(self, n: int, h: int, w: int, threads: int):
+        """(kernel call taking (input buffer, output), output shape, geometry) for inputs (n, C, h, w)."""
+        geo = self._geometry(n, h, w)
         ho, wo, wq = geo["ho"], geo["wo"], geo["wq"]
-        y = x.new_empty(n, self.out_channels, ho, wo)
-        grid = (ho - 1) * wq + wo
-        kernel.spconv(n, self.out_channels, grid, geo["rowptr"], geo["off"], geo["val"], self.bias, buf,
-                      geo["per_sample"], y, self.out_channels * ho * wo, ho * wo, 1, wq, wo, self.relu)
+        call = kernel.bound_spconv(n, self.out_channels, (ho - 1) * wq + wo, geo["rowptr"], geo["off"], geo["val"],
+                                   self.bias, geo["per_sample"], self.out_channels * ho * wo, ho * wo, 1, wq, wo,
+                                   self.relu, threads)
+        return call, (n, self.out_channels, ho, wo), geo
+
+    def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:
+        if candidate != "direct" or len(shape) != 4:
+            return super().runner(shape, threads, candidate)
+        call, out_shape, geo = self._bound_direct(shape[0], shape[2], shape[3], threads)
+
+        def run(x: Tensor) -> Tensor:
+            buf = self._fill_buffer(x, geo)
+            y = torch.empty(out_shape)
+            call(buf, y)
+            return y
+
+        return run
+
+    def _run_direct(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        call, out_shape, geo = self._bound_direct(n, h, w, torch.get_num_threads())
+        buf = self._fill_buffer(x, geo)
+        y = x.new_empty(out_shape)
+        call(buf, y)
         return y
 
 

@@ -25,7 +25,7 @@ import torch
 from src.checkpoint import write_text_atomic
 from src.sparse_runtime import kernel
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: max pooling gained the C candidate; plans made without it are re-measured
 # A sparse candidate must beat dense by this factor to be chosen (timing noise should not flip a layer to sparse).
 MARGIN = 0.97
 # After the first timed run, candidates slower than this multiple of the best so far are not timed again.
@@ -80,8 +80,10 @@ class PlanCache:
             return {}
         try:
             data = json.loads(self.path.read_text())
-            if data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
-                raise ValueError(f"version {data.get('version')!r}")
+            if isinstance(data, dict) and data.get("version") != CACHE_VERSION:
+                return {}  # made by another version of the runtime (other candidates): planned again, rewritten
+            if not isinstance(data.get("entries"), dict):
+                raise ValueError("no entries")
             return data["entries"]
         except (OSError, ValueError, AttributeError) as e:
             warnings.warn(f"sparse runtime: ignoring the unreadable plan cache {self.path} ({e}); it will be rewritten")
@@ -107,35 +109,43 @@ class PlanCache:
         self.entries, self.dirty = merged, {}
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[[], object], reps: int = 1) -> float:
+    """Seconds per call of ``reps`` calls in a row."""
     t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
 
 
 def measure(fns: Dict[str, Callable[[], object]], rounds: int, budget_s: float = 0.5,
             drop_factor: Optional[float] = DROP_FACTOR, keep: Sequence[str] = ("dense",),
-            warmup: bool = True, info: Optional[dict] = None, stat: str = "median") -> Dict[str, float]:
+            warmup: bool = True, info: Optional[dict] = None, stat: str = "median",
+            min_sample_s: float = 0.0) -> Dict[str, float]:
     """Median seconds of each function, run interleaved (rotating order), after one warm-up call each (``warmup``).
 
     ``rounds`` is the most rounds; fewer are run when one round takes more than ``budget_s / rounds`` (at least 3).
     With ``drop_factor``, a function slower than that multiple of the fastest after two timed runs (the better of
     each) is not run again (its median is of those two); those in ``keep`` are always timed. ``info["rounds"]`` gets the
     number of rounds run. ``stat="min"`` returns the fastest run instead of the median (what the plan compares:
-    interference from other processes only ever adds time).
+    interference from other processes only ever adds time). With ``min_sample_s``, a function faster than that is
+    called that many times in a row per sample (the mean per call): a sub-millisecond call is otherwise at the mercy
+    of one timer interrupt or page fault, which a median of a few samples does not fully remove.
     """
     names = list(fns)
     times: Dict[str, List[float]] = {name: [] for name in names}
-    for name in names if warmup else ():
-        fns[name]()  # warm up: caches, lazily prepared operands, oneDNN primitives
+    reps = {name: 1 for name in names}
+    for name in names if warmup or min_sample_s > 0 else ():
+        first = _timed(fns[name])  # warm up: caches, lazily prepared operands, oneDNN primitives
+        if min_sample_s > 0:
+            reps[name] = max(1, min(10_000, int(min_sample_s / max(first, 1e-7))))
     alive = list(names)
     r = 0
     while r < rounds:
         order = alive[r % len(alive):] + alive[:r % len(alive)]
         for name in order:
-            times[name].append(_timed(fns[name]))
+            times[name].append(_timed(fns[name], reps[name]))
         if r == 0:
-            per_round = sum(times[n][0] for n in alive)
+            per_round = sum(times[n][0] * reps[n] for n in alive)
             rounds = max(3, min(rounds, int(budget_s / max(per_round, 1e-9))))
         elif r == 1 and drop_factor is not None:  # the better of two runs, so that one hiccup drops nothing
             best = {n: min(times[n]) for n in alive}
@@ -144,6 +154,7 @@ def measure(fns: Dict[str, Callable[[], object]], rounds: int, budget_s: float =
         r += 1
     if info is not None:
         info["rounds"] = r
+        info["calls_per_sample"] = dict(reps)
     reduce = min if stat == "min" else statistics.median
     return {name: reduce(ts) for name, ts in times.items()}
 
