@@ -444,3 +444,26 @@ def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
     finally:
         torch.set_num_threads(before)
     assert MaxPool2d.from_module(nn.MaxPool2d(2, ceil_mode=True)).candidates(x) == ["dense"]
+
+
+def test_bench_script_measures_and_renders_from_its_json(tmp_path):
+    """scripts/bench_sparse_inference.py: one small row measured, written as JSON, and the table rebuilt from it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench_sparse_inference.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    raw, table = tmp_path / "part.json", tmp_path / "table.md"
+    argv = ["--models", "keras_cnn", "--sparsities", "90", "--batches", "1", "--threads", "1", "--rounds", "3",
+            "--budget", "0.2", "--json-out", str(raw), "--out", str(table)]
+    assert script.main(argv) == 0
+    rows = json.loads(raw.read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["model"] == "Keras CNN" and rows[0]["source"] == "uniform 90%"
+    row = rows[0]
+    assert row["speedup"] == pytest.approx(row["dense_ms"] / row["sparse_ms"], rel=1e-3)
+    assert row["calls_per_sample"]["sparse"] > 1  # a sub-millisecond forward is averaged over many calls
+    text = table.read_text()
+    assert f"| Keras CNN | uniform 90% | {row['speedup']:.2f}×" in text
+    rebuilt = tmp_path / "again.md"
+    assert script.main(["--from-json", str(raw), "--out", str(rebuilt)]) == 0
+    assert rebuilt.read_text().split("| model | weights |")[1] == text.split("| model | weights |")[1]
