@@ -64,8 +64,9 @@ bench: setup  ## optimizer step time and training throughput tables in results/b
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
 	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
 
-bench-sparse: setup  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~10 min; idle machine)
-	$(PY) scripts/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth --out results/bench/sparse_inference_cpu.md
+bench-sparse: setup  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~45 min; idle machine)
+	$(PY) scripts/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth \
+		--keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu0.7/checkpoint.pth --out results/bench/sparse_inference_cpu.md
 
 bench-cuda: setup  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
 	$(PY) scripts/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md

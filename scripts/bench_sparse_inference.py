@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CPU inference: dense PyTorch vs the sparse runtime (src/sparse_runtime), end to end -> results/bench/sparse_inference_cpu.md
 
-    python scripts/bench_sparse_inference.py                                   # the full table (~6-10 min, idle machine)
+    python scripts/bench_sparse_inference.py                                   # the full table (~45 min, idle machine)
     python scripts/bench_sparse_inference.py --threads 1 --json-out a.json     # a part (e.g. one thread count) ...
     python scripts/bench_sparse_inference.py --from-json a.json b.json         # ... and the table from parts
     python scripts/bench_sparse_inference.py --keras-ckpt ~/grda-runs/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth
@@ -242,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--models", default="resnet50,wrn28_10,keras_cnn")
     parser.add_argument("--sparsities", default="0,80,90,95,98", help="percent zeros, comma-separated")
     parser.add_argument("--batches", default="1,32")
-    parser.add_argument("--wrn-batches", default="1,8", help="WRN-28-10's batch sizes (batch 32 is heavy)")
+    parser.add_argument("--wrn-batches", default="1,32", help="WRN-28-10's batch sizes (batch 32 is the slowest part)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=7,
                         help="end-to-end rounds (median) at most; fewer (at least 3) where they exceed --budget")
