@@ -78,13 +78,14 @@ def run_bench(path: str, batches: Sequence[int], threads: Optional[int], rounds:
     import torch
 
     from src.sparse_runtime import build_dense_model, convert, machine_key
-    from src.sparse_runtime.bench import bench
+    from src.sparse_runtime.bench import bench, onnxruntime_runner
     from src.sparse_runtime.plan import cpu_model
 
     if threads is not None:
         torch.set_num_threads(threads)
     dense, shape, meta = build_dense_model(path, model, num_classes, input_shape)
     runtime = convert(dense)
+    ort_run, ort_missing = onnxruntime_runner(dense, shape, torch.get_num_threads())
     totals = summarize(state_dict_sparsity(dense.state_dict()))
     return {
         "file": str(path), "model": meta["model"], "num_classes": meta["num_classes"],
@@ -92,7 +93,9 @@ def run_bench(path: str, batches: Sequence[int], threads: Optional[int], rounds:
         "input_shape": list(shape), "threads": torch.get_num_threads(), "cpu": cpu_model(),
         "torch": torch.__version__, "machine": machine_key(), "convert": runtime.info,
         "sparsity_weights": totals["sparsity_weights"], "sparsity": totals["sparsity"],
-        "bench": bench(dense, runtime, shape, batches, rounds=rounds),
+        "onnxruntime": ort_missing or "dense export, CPUExecutionProvider",
+        "bench": bench(dense, runtime, shape, batches, rounds=rounds,
+                       extra={"onnxruntime": ort_run} if ort_run else None),
     }
 
 
@@ -121,9 +124,12 @@ def format_bench(out: Dict[str, Any]) -> str:
         note = ""
         if r["plan"] == "dense" and r["plan_sparse_ms"] is not None:
             note = f" (the per-layer plan measured {r['plan_sparse_ms']:.3f} ms vs {r['plan_dense_ms']:.3f} all dense: dense kept)"
+        ort = (f"onnxruntime (dense export) {r['onnxruntime_ms']:.3f} ms ({r['onnxruntime_per_s']:.1f}/s)"
+               if "onnxruntime_ms" in r else f"onnxruntime: {out.get('onnxruntime', 'not measured')}")
         lines.append(
             f"batch {b}: dense PyTorch {r['dense_ms']:.3f} ms ({r['dense_per_s']:.1f}/s) | sparse runtime "
-            f"{r['sparse_ms']:.3f} ms ({r['sparse_per_s']:.1f}/s) | speed-up {r['speedup']:.2f}x | plan {r['plan']}{note}")
+            f"{r['sparse_ms']:.3f} ms ({r['sparse_per_s']:.1f}/s) | speed-up {r['speedup']:.2f}x | plan {r['plan']}{note}"
+            f" | {ort}")
     return "\n".join(lines)
 
 

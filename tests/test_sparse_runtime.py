@@ -360,6 +360,21 @@ def test_cli_bench_json(tmp_path):
         assert {"dense_ms", "sparse_ms", "choice", "density"} <= set(row["layers"][0])
     assert out["model"] == "mlp" and out["threads"] == 1 and out["input_shape"] == [1, 8, 8]
     assert (tmp_path / "plan.json").exists()
+    # onnxruntime on the dense export, timed with the other two (the test extra installs it)
+    assert out["onnxruntime"] == "dense export, CPUExecutionProvider"
+    for row in out["bench"].values():
+        assert row["onnxruntime_ms"] > 0
+
+
+def test_onnxruntime_runner_matches_the_dense_model():
+    from src.sparse_runtime.bench import onnxruntime_runner
+
+    model, shape, _, _ = sparse_model("keras_cnn")
+    run, why = onnxruntime_runner(model, shape, threads=1)
+    assert run is not None, why
+    x = torch.randn(3, *shape)
+    with torch.no_grad():
+        assert close(torch.from_numpy(run(x)[0]), model(x))
 
 
 
@@ -395,6 +410,7 @@ def test_cli_bench_export_with_flags(tmp_path, capsys):
     code, out, err = run_main(capsys, export, "--bench", "--rounds", "3")
     assert code == 0, err
     assert "batch 1: dense PyTorch" in out and "speed-up" in out and "choice" in out and "layers.fc1" in out
+    assert "onnxruntime (dense export)" in out
     code, out, err = run_main(capsys, export)  # the sparsity table reads exports too
     assert code == 0 and "conv/linear weights" in out
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -37,6 +39,30 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                     m.weight.copy_(0.5 + torch.rand(n, generator=g))
                     m.bias.copy_(0.2 * (torch.rand(n, generator=g) - 0.5))
     return model
+
+
+def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: int
+                       ) -> Tuple[Optional[Callable[[torch.Tensor], object]], str]:
+    """(run(x), "") for the dense ``model`` exported to ONNX and run by onnxruntime on the CPU with ``threads``
+    threads, any batch size; (None, why not) when onnx / onnxruntime are missing or the export fails."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime is not installed (pip install onnx onnxruntime)"
+    model = model.eval()
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buffer, dynamo=False, input_names=["input"],
+                              output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    except Exception as e:  # no onnx package, an operator ONNX lacks...
+        return None, f"the ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    return (lambda x: session.run(None, {"input": x.numpy()})), ""
 
 
 def layer_rows(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -89,6 +115,7 @@ def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], ba
             "layers": layer_rows(summary),
         }
         for name in extra or {}:
-            row[f"{name}_ms"] = round(ms[name], 4)
+            row[f"{name}_ms"] = float(f"{ms[name]:.6g}")
+            row[f"{name}_per_s"] = round(1e3 * b / ms[name], 2)
         out[str(b)] = row
     return out
