@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -160,3 +161,36 @@ def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
     assert f"| cifar100 | gRDA mu=0.501 | partial | 1 | 40.00 | {first.test_acc_mean:.2f} ± {first.test_acc_std:.2f} " \
            f"| 13.00 | {first.sparsity_mean:.2f} |" in text
     assert (out / "figures" / "wrn_curves_cifar100.png").stat().st_size > 10_000
+
+
+def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
+    """--step: every run goes to epoch 5, then 10, ... (two at a time); a run already there is not relaunched."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cifar10_keras_cnn_runs as runs
+
+    assert runs.targets(12, 5) == [5, 10, 12] and runs.targets(10, 5) == [5, 10] and runs.targets(10, 0) == [10]
+    ahead = tmp_path / "cifar10_keras_cnn" / "figure" / "sgd"
+    ahead.mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, 8)}).to_csv(ahead / "metrics.csv", index=False)  # 7 epochs done
+    assert runs.epochs_done(ahead) == 7 and runs.epochs_done(tmp_path / "none") == 0
+    launched = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(cmd, **kwargs):
+        epochs = next(a for a in cmd if a.startswith("trainer.epochs="))
+        launched.append((next(a for a in cmd if a.startswith("hydra.run.dir=")).rsplit("/", 1)[1], epochs))
+        return Done()
+
+    monkeypatch.setattr(runs.subprocess, "run", fake_run)
+    args = argparse.Namespace(setting="figure", only=["sgd", "adam"], epochs=12, step=5, parallel=2, nice=0,
+                              runs_dir=tmp_path, data_root="data")
+    assert runs.launch(args) == 0
+    assert sorted(launched) == sorted([("adam", "trainer.epochs=5"), ("sgd", "trainer.epochs=10"),
+                                       ("adam", "trainer.epochs=10"), ("sgd", "trainer.epochs=12"),
+                                       ("adam", "trainer.epochs=12")])
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared by the runs at once
+    assert f"trainer.threads={threads}" in runs.command(args, "figure", "sgd", [], 5)
