@@ -7,6 +7,7 @@ EPOCHS ?= 100
 # Where the long Keras-CNN runs live (keep them outside a work tree that may be laid anew)
 RUNS ?= runs
 PARALLEL ?= 2
+STEP ?= 5
 
 .PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-curves authors-curves seeds cifar-figure early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
@@ -37,8 +38,8 @@ cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
 cifar-figure: setup  ## our WRN runs (finished or partial) on the authors' per-epoch curves -> results/figures/wrn_curves_*.png
 	$(PY) scripts/make_wrn_figure.py
 
-cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL)
-	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL)
+cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL STEP)
+	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
 
 cifar10-curves: setup  ## results/cifar10_keras_cnn_curves.csv from the runs in RUNS (every finished epoch)
 	$(PY) scripts/cifar10_keras_cnn_runs.py collect --runs-dir $(RUNS)
