@@ -104,16 +104,8 @@ MAXPOOL_MAX_WIDTH = 4096  # the C routine's row buffer
 
 
 def maxpool(x: Tensor, kernel_size, stride, padding) -> Tensor:
-    """``F.max_pool2d(x, kernel_size, stride, padding)`` (dilation 1, floor mode) of a contiguous float32 NCHW ``x``."""
-    lib = _library if _library is not None else load()
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    n, c, h, w = x.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    y = x.new_empty(n, c, ho, wo)
-    if lib.maxpool_f32(n * c, h, w, kh, kw, sh, sw, ph, pw, x.data_ptr(), y.data_ptr(), ho, wo,
-                       torch.get_num_threads()):
-        raise ValueError(f"maxpool: width {w} > {MAXPOOL_MAX_WIDTH}")  # candidates() never offers it then
-    return y
+    """``F.max_pool2d(x, kernel_size, stride, padding)`` (dilation 1, floor mode) of a float32 NCHW ``x``."""
+    return maxpool_runner(tuple(x.shape), kernel_size, stride, padding, torch.get_num_threads())(x)
 
 
 def maxpool_runner(shape, kernel_size, stride, padding, threads: int):
