@@ -3,6 +3,12 @@
 
     python scripts/keras_cifar10_cnn.py --data-root ../shared/data/cifar10 --epochs 2 \
         --train-subset 10000 --test-subset 2000 --mu 0.51 --out /tmp/keras_grda.csv
+    python scripts/keras_cifar10_cnn.py --optimizer adam --lr 0.005 --output softmax ...   # a Keras baseline
+
+--optimizer sgd|adam runs Keras' own SGD / Adam (default arguments but the learning rate) instead of gRDA, to
+check a baseline of the authors' figure in Keras itself. --output softmax ends the model as the authors' script
+did (a softmax layer and categorical cross-entropy on probabilities, which Keras clips to [1e-7, 1 - 1e-7]);
+the default, logits, uses cross-entropy from logits as the PyTorch harness does.
 
 Data: an image folder, root/train/<class>/*.jpg and root/test/<class>/*.jpg, read with
 keras.utils.image_dataset_from_directory (format "grain" when the grain package is installed,
@@ -13,11 +19,11 @@ Training: model.fit with batch 10 (the authors' setting), reshuffled every epoch
 
 Model (the Keras example): Conv32 same-ReLU-Conv32 valid-ReLU-MaxPool2-Dropout .25 ->
 Conv64 same-ReLU-Conv64 valid-ReLU-MaxPool2-Dropout .25 -> Flatten -> Dense512-ReLU-Dropout .5
--> Dense(classes) logits, sparse categorical cross-entropy from logits.
+-> Dense(classes) logits, sparse categorical cross-entropy from logits (or softmax, see --output).
 
 After every epoch one CSV row (and one stdout line): epoch, test_acc, nonzero_ratio (nonzero
 entries over all trainable weights; gRDA's zeros are exact), test_loss, train_loss, train_acc,
-threshold (gRDA's tau), lr, steps, seconds. Backend: $KERAS_BACKEND, default torch.
+threshold (gRDA's tau; empty for the baselines), lr, steps, seconds. Backend: $KERAS_BACKEND, default torch.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--c", type=float, default=0.005)
     p.add_argument("--mu", type=float, default=0.51)
+    p.add_argument("--optimizer", choices=["grda", "sgd", "adam"], default="grda",
+                   help="gRDA (--lr, --c, --mu) or Keras' own SGD / Adam at --lr")
+    p.add_argument("--output", choices=["logits", "softmax"], default="logits",
+                   help="logits + cross-entropy from logits, or the authors' softmax layer + clipped cross-entropy")
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="a seeded random N training images")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="a seeded random N test images")
     p.add_argument("--out", default="keras_cifar10_cnn_grda.csv", help="CSV written one row per epoch")
@@ -107,9 +117,11 @@ def load_split(directory: Path, subset, seed: int, fmt: str, class_names=None):
     return x, y, list(ds.class_names)
 
 
-def build_model(num_classes: int):
+def build_model(num_classes: int, output: str = "logits"):
     import keras
     from keras import layers
+
+    head = [layers.Activation("softmax")] if output == "softmax" else []
 
     return keras.Sequential(
         [
@@ -122,7 +134,7 @@ def build_model(num_classes: int):
             layers.MaxPooling2D(2), layers.Dropout(0.25),
             layers.Flatten(),
             layers.Dense(512), layers.Activation("relu"), layers.Dropout(0.5),
-            layers.Dense(num_classes),
+            layers.Dense(num_classes), *head,
         ],
         name="keras_cifar10_cnn",
     )
@@ -134,6 +146,22 @@ def nonzero_ratio(model) -> float:
 
     weights = [ops.convert_to_numpy(w) for w in model.trainable_weights]
     return sum(int(np.count_nonzero(w)) for w in weights) / sum(w.size for w in weights)
+
+
+def build_optimizer(args):
+    import keras
+
+    if args.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=args.lr)
+    if args.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=args.lr)
+    from grda.keras import GRDA
+
+    return GRDA(learning_rate=args.lr, c=args.c, mu=args.mu)
+
+
+def tau_text(threshold) -> str:
+    return "" if threshold is None else f"tau {threshold:.3e}  "
 
 
 def main(argv=None) -> int:
@@ -152,8 +180,6 @@ def main(argv=None) -> int:
 
     import keras
 
-    from grda.keras import GRDA
-
     if args.threads is not None:
         if keras.backend.backend() == "torch":
             import torch
@@ -170,12 +196,14 @@ def main(argv=None) -> int:
           f"{len(x_train)} train / {len(x_test)} test images, {len(class_names)} classes, "
           f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
 
-    model = build_model(len(class_names))
-    optimizer = GRDA(learning_rate=args.lr, c=args.c, mu=args.mu)
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = build_model(len(class_names), args.output)
+    optimizer = build_optimizer(args)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=args.output == "logits")
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    print(f"gRDA lr={args.lr} c={args.c} mu={args.mu}, batch {args.batch_size} ({steps_per_epoch} steps/epoch), "
+    described = (f"gRDA lr={args.lr} c={args.c} mu={args.mu}" if args.optimizer == "grda"
+                 else f"keras {type(optimizer).__name__} lr={args.lr}")
+    print(f"{described}, {args.output} output, batch {args.batch_size} ({steps_per_epoch} steps/epoch), "
           f"{model.count_params()} parameters -> {args.out}", flush=True)
 
     out = Path(args.out)
@@ -196,7 +224,7 @@ def main(argv=None) -> int:
                 "test_loss": logs.get("val_loss"),
                 "train_loss": logs.get("loss"),
                 "train_acc": logs.get("accuracy"),
-                "threshold": optimizer.threshold,
+                "threshold": getattr(optimizer, "threshold", None),
                 "lr": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
                 "steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
                 "seconds": round(time.perf_counter() - self.start, 1),
@@ -205,7 +233,7 @@ def main(argv=None) -> int:
             self.handle.flush()
             print(f"epoch {row['epoch']}: test_acc {row['test_acc']:.4f}  nonzero_ratio {row['nonzero_ratio']:.4f}  "
                   f"train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
-                  f"tau {row['threshold']:.3e}  {row['seconds']}s", flush=True)
+                  f"{tau_text(row['threshold'])}{row['seconds']}s", flush=True)
 
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)

@@ -435,6 +435,28 @@ def test_cifar10_script_one_epoch(tmp_path, capsys):
     assert "9 train / 6 test images, 3 classes" in printed and "epoch 1: test_acc" in printed
 
 
+def test_cifar10_script_keras_baseline_with_softmax_output(tmp_path, capsys):
+    """--optimizer adam --output softmax: Keras' own Adam on the authors' softmax + clipped cross-entropy."""
+    if importlib.util.find_spec("grain") is None and importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("keras.utils.image_dataset_from_directory needs grain or tensorflow")
+    from tests.fakedata import make_cifar_folder
+
+    make_cifar_folder(tmp_path / "cifar", n_train=4, n_test=2)
+    out = tmp_path / "log.csv"
+    script = _load_script()
+    rc = script.main(["--data-root", str(tmp_path / "cifar"), "--epochs", "1", "--batch-size", "4",
+                      "--optimizer", "adam", "--lr", "0.01", "--output", "softmax", "--out", str(out)])
+    assert rc == 0
+    with out.open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["threshold"] == ""  # no threshold outside gRDA
+    assert float(row["lr"]) == pytest.approx(0.01) and row["steps"] == "3"
+    assert "keras Adam lr=0.01, softmax output" in capsys.readouterr().out
+    model = script.build_model(3, "softmax")
+    probs = keras.ops.convert_to_numpy(model(np.zeros((2, 32, 32, 3), np.float32)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_cifar10_script_missing_data_root(tmp_path, capsys):
     rc = _load_script().main(["--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.csv")])
     assert rc == 2
