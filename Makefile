@@ -8,8 +8,9 @@ EPOCHS ?= 100
 RUNS ?= runs
 PARALLEL ?= 2
 STEP ?= 5
+SEED_EPOCHS ?= 30
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-curves authors-curves seeds cifar-figure early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ cifar-figure: setup  ## our WRN runs (finished or partial) on the authors' per-e
 
 cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL STEP)
 	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
+
+cifar10-seeds: setup  ## more seeds of SGD and Adam for the Keras-CNN figure (their run-to-run spread); rerun to resume (SEED_EPOCHS RUNS DATA)
+	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting seeds --epochs $(SEED_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
 
 cifar10-curves: setup  ## results/cifar10_keras_cnn_curves.csv from the runs in RUNS (every finished epoch)
 	$(PY) scripts/cifar10_keras_cnn_runs.py collect --runs-dir $(RUNS)

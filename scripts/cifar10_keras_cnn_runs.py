@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The authors' Keras-CNN CIFAR-10 figure as harness runs: launch (and resume) them, then collect their curves.
 
-    python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|all] [--epochs 100] [--parallel 2]
+    python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|all] [--epochs 100] [--parallel 2]
                                                  [--step 5]
                                                  [--runs-dir runs] [--data-root ../shared/data/cifar10] [--only LABEL ...]
     python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir runs] [--out results/cifar10_keras_cnn_curves.csv]
@@ -15,6 +15,8 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
            caption); the script's 0.005 stays at chance level here (test accuracy 10 % after 1500 steps) while their
            curve starts at 0.52 after one epoch.
   weights  the four gRDA runs with the accumulator starting at the weights (a_0 = w_0, the paper's rule).
+  seeds    more draws of SGD and Adam (figure setting, other seeds: other initial weights, data order and dropout),
+           to measure how far two runs of the same optimizer differ. Not part of `all` (= figure + weights).
 
 Each run lives in RUNS_DIR/cifar10_keras_cnn/SETTING/SLUG and resumes from its last finished epoch when the same
 command runs again; a larger --epochs continues a finished run (the lr schedule is constant). On two cores,
@@ -54,6 +56,10 @@ RUNS = [
     ("weights", "grda_mu0.51", "gRDA mu=0.51 (weights)", ["optim=grda", "optim.mu=0.51", *WEIGHTS]),
     ("weights", "grda_mu0.7", "gRDA mu=0.7 (weights)", ["optim=grda", "optim.mu=0.7", *WEIGHTS]),
     ("weights", "grda_mu1.0", "gRDA mu=1.0 (weights)", ["optim=grda", "optim.mu=1.0", *WEIGHTS]),
+    ("seeds", "sgd_seed2", "SGD (seed 2)", ["optim=sgd", "seed=2"]),
+    ("seeds", "adam_seed1", "Adam (seed 1)", ["optim=adam", "optim.lr=0.001", "seed=1"]),
+    ("seeds", "sgd_seed3", "SGD (seed 3)", ["optim=sgd", "seed=3"]),
+    ("seeds", "adam_seed2", "Adam (seed 2)", ["optim=adam", "optim.lr=0.001", "seed=2"]),
 ]
 COLUMNS = ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
 
@@ -141,7 +147,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
     run_p = sub.add_parser("run", help="launch or resume the runs")
-    run_p.add_argument("--setting", choices=("figure", "weights", "all"), default="figure")
+    run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "all"), default="figure")
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
     run_p.add_argument("--step", type=int, default=0,

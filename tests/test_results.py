@@ -103,6 +103,24 @@ def test_cifar10_figure_from_committed_curves(tmp_path):
     assert "max |Δ| 0.010" in text and "within ±0.03 at all 12 epochs" in text and "epoch 10 Δ +0.010" in text
 
 
+def test_cifar10_figure_shows_runs_of_the_same_optimizer(tmp_path):
+    """Seed draws are compared with the same authors' curve; SGD's spread counts "SGD Nesterov" (Keras: plain SGD)."""
+    fake_curves(tmp_path / "a.csv", ["SGD", "Adam"], 10)
+    fake_curves(tmp_path / "b.csv", ["SGD Nesterov"], 10, shift=-0.02)
+    fake_curves(tmp_path / "c.csv", ["SGD (seed 2)"], 10, shift=0.03)
+    pd.concat(pd.read_csv(tmp_path / f"{n}.csv") for n in "abc").to_csv(tmp_path / "ours.csv", index=False)
+    fake_authors(tmp_path / "authors.csv", ["SGD", "SGD Nesterov", "Adam", "gRDA mu=1.0"])
+    proc = make_figure(tmp_path, tmp_path / "ours.csv", tmp_path / "authors.csv")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "out" / "cifar10_keras_cnn_table.csv")
+    row = table[(table.optimizer == "SGD (seed 2)") & (table.epoch == 10)].iloc[0]
+    assert row["test_acc authors"] == pytest.approx(0.5) and row["test_acc Δ"] == pytest.approx(0.03, abs=1e-4)
+    text = (tmp_path / "out" / "cifar10_keras_cnn_table.md").read_text()
+    assert ("- **SGD** (SGD, SGD Nesterov, SGD (seed 2)): epoch 10: ours 0.480–0.530 (3 runs, spread 0.050), "
+            "authors' 0.500 / 0.500") in text
+    assert "- **Adam** (Adam)" not in text  # one run: no spread to show
+
+
 def test_cifar10_figure_flags_misses(tmp_path):
     fake_curves(tmp_path / "ours.csv", ["gRDA mu=0.7"], 10, shift=0.05)
     fake_authors(tmp_path / "authors.csv", ["gRDA mu=0.7"])
@@ -135,7 +153,9 @@ def test_committed_keras_curves_have_the_promised_columns():
     curves = pd.read_csv(ROOT / "results" / "cifar10_keras_cnn_curves.csv")
     assert list(curves.columns) == ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
     figure = {"SGD", "SGD Nesterov", "Adam", "Adagrad", "gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0"}
-    assert set(curves["optimizer"]) <= figure | {f"gRDA mu={m} (weights)" for m in ("0.3", "0.51", "0.7", "1.0")}
+    weights = {f"gRDA mu={m} (weights)" for m in ("0.3", "0.51", "0.7", "1.0")}
+    seeds = {label for _, _, label, _ in _runs_script().RUNS if "(seed " in label}
+    assert figure <= set(curves["optimizer"]) <= figure | weights | seeds
     assert curves["test_acc"].between(0, 1).all() and curves["nonzero_ratio"].between(0, 1).all()
 
 
@@ -161,6 +181,24 @@ def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
     assert f"| cifar100 | gRDA mu=0.501 | partial | 1 | 40.00 | {first.test_acc_mean:.2f} ± {first.test_acc_std:.2f} " \
            f"| 13.00 | {first.sparsity_mean:.2f} |" in text
     assert (out / "figures" / "wrn_curves_cifar100.png").stat().st_size > 10_000
+
+
+def _runs_script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cifar10_keras_cnn_runs
+
+    return cifar10_keras_cnn_runs
+
+
+def test_keras_figure_runs_settings():
+    """all = the issue's runs (figure + weights); the extra seeds only when asked for."""
+    import argparse
+
+    runs = _runs_script()
+    picked = lambda setting: [r[2] for r in runs.selected(argparse.Namespace(setting=setting, only=None))]  # noqa: E731
+    assert len(picked("figure")) == 8 and len(picked("weights")) == 4 and picked("all") == picked("figure") + picked(
+        "weights")
+    assert picked("seeds") and all("(seed " in label for label in picked("seeds"))
 
 
 def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
