@@ -25,7 +25,7 @@ train: setup  ## the offline default: digits + MLP + gRDA
 	$(PY) src/train.py
 
 test: setup  ## the whole suite, slow end-to-end tests included (two workers)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 test-fast: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
