@@ -104,11 +104,11 @@ def launch(args) -> int:
         out = run_dir(args.runs_dir, setting, slug)
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "console.log", "a") as log:
-            print(f"{label} ({setting}) -> {out} (to epoch {epochs})", flush=True)
+            print(f"{label} -> {out} (to epoch {epochs})", flush=True)
             nice = (lambda: os.nice(args.nice)) if args.nice else None
             code = subprocess.run(command(args, setting, slug, overrides, epochs), stdout=log,
                                   stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=nice).returncode
-        print(f"{label} ({setting}): {'done' if code == 0 else f'FAILED (exit {code}), see {out}/console.log'}",
+        print(f"{label} [{setting}]: {'done' if code == 0 else f'FAILED (exit {code}), see {out}/console.log'}",
               flush=True)
         return code
 
