@@ -248,8 +248,37 @@ def test_dense_fallback_when_the_plan_is_slower_end_to_end(monkeypatch):
     assert all(r["choice"] != "dense" for r in summary["layers"])  # each layer alone looked faster...
     for _, layer in rt.sparse_layers():  # ...but the model runs dense
         assert set(layer.choices.values()) == {"dense"}
+    calls = ran_modules(rt)
     with torch.no_grad():
         assert close(rt(x), model(x))
+    assert calls == ["original"]  # dense for this shape: the unconverted model, plain PyTorch
+
+
+def ran_modules(rt) -> list:
+    """Which of the runtime's two models each later forward runs: "original" or "converted"."""
+    calls = []
+    if rt.original is not None:
+        rt.original.register_forward_pre_hook(lambda *_: calls.append("original"))
+    rt.module.register_forward_pre_hook(lambda *_: calls.append("converted"))
+    return calls
+
+
+@pytest.mark.parametrize("keep_original", [True, False])
+def test_all_dense_plan_runs_the_original_model(keep_original):
+    """A model without zeros plans all dense: PyTorch's own module runs it (no per-layer dispatch of the runtime)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    rt = convert(model, keep_original=keep_original)
+    x = torch.randn(1, 1, 8, 8)
+    calls = ran_modules(rt)
+    with torch.no_grad():
+        rt.plan(x)
+        calls.clear()  # the plan's own forwards
+        out = rt(x)
+    assert close(out, model(x))
+    assert rt.planned[(tuple(x.shape), torch.get_num_threads())]["choice"] == "dense"
+    assert calls == (["original"] if keep_original else ["converted"])
+    assert rt.original is not model  # a copy: the caller's module is never run or changed by the runtime
 
 
 def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):

@@ -18,8 +18,11 @@ What :func:`convert` does to (a copy of) the model, in eval mode:
 
 :meth:`SparseModel.plan` times every candidate of every layer on the layer's real input (interleaved; the fastest
 of several runs, since interference from other processes only adds time),
-keeps the fastest (dense unless a sparse one is 3 % faster), then times the whole model planned against the same
-model all dense and keeps the plan only if it is faster end to end. Choices are cached per machine, thread count,
+keeps the fastest (dense unless a sparse one is 3 % faster), then times the whole model planned against the
+original model (an untouched eval-mode copy, plain PyTorch) and keeps the plan only if it is faster end to end; an
+input shape whose plan is all dense, or slower, runs the original model, so the runtime is never slower than PyTorch
+by more than the timing noise (the copy costs the memory of the weights once more; ``convert(keep_original=False)``
+saves it and runs such shapes through the converted layers, dense). Choices are cached per machine, thread count,
 layer, sparsity pattern and input shape (:mod:`src.sparse_runtime.plan`, ``$GRDA_SPARSE_PLAN``); a layer without
 zeros is dense without timing. A model that fx cannot trace is converted module by module, without folding.
 """
@@ -58,14 +61,17 @@ _RELU_FUNCTIONS = (torch.relu, torch.relu_, F.relu)
 class SparseModel(nn.Module):
     """A converted model; see the module docstring. ``forward`` plans a new input shape first (``autoplan``)."""
 
-    def __init__(self, module: nn.Module, info: Dict[str, Any], autoplan: bool = True) -> None:
+    def __init__(self, module: nn.Module, info: Dict[str, Any], autoplan: bool = True,
+                 original: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.module = module
+        self.original = original  # the model before conversion: what an input shape planned "dense" runs
         self.info = info  # what convert did: traced, folded, fused
         self.autoplan = autoplan
         self.cache_enabled = True
         self.cache_file: Optional[Path] = None
         self.planned: Dict[Tuple, Dict[str, Any]] = {}  # (input shape, threads) -> the plan's summary
+        self._routes: Dict[Tuple, nn.Module] = {}  # (input shape, threads) -> the model that runs it
 
     def sparse_layers(self) -> List[Tuple[str, SparseLayer]]:
         return [(name, m) for name, m in self.module.named_modules() if isinstance(m, SparseLayer)]
@@ -75,9 +81,18 @@ class SparseModel(nn.Module):
         return [(name, m) for name, m in self.module.named_modules() if isinstance(m, PlannedOp)]
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.autoplan and (tuple(x.shape), torch.get_num_threads()) not in self.planned:
-            self.plan(x)
-        return self.module(x)
+        # The per-call cost matters for models that take ~0.05 ms: one dict lookup (torch.Size hashes as a tuple).
+        route = self._routes.get((x.shape, torch.get_num_threads()))
+        if route is None:
+            if self.autoplan:
+                self.plan(x)
+                return self._routes[(x.shape, torch.get_num_threads())](x)
+            return self.module(x)
+        return route(x)
+
+    def run_dense(self, x: Tensor) -> Tensor:
+        """The model all dense: the original when kept, else the converted layers forced dense."""
+        return self.original(x) if self.original is not None else self.run_all(x, "dense")
 
     def run_all(self, x: Tensor, candidate: Optional[str]) -> Tensor:
         """One forward with every sparse layer forced to ``candidate`` (where it can run it; None: the plan)."""
@@ -113,8 +128,8 @@ class SparseModel(nn.Module):
         """Choose each operation's implementation for inputs shaped like ``x`` (see the module docstring).
 
         Returns ``{"choice": "sparse"|"dense", "sparse_ms", "dense_ms", "layers": [...]}``: the end-to-end
-        medians of the planned model and of the same model with every Conv2d/Linear dense (None when no layer
-        went sparse), and a row per call of a planned operation.
+        times of the planned model and of the model all dense (:meth:`run_dense`; None when no layer went sparse),
+        and a row per call of a planned operation. "dense": inputs of this shape run :meth:`run_dense`.
         """
         threads = torch.get_num_threads()
         cache = cache if cache is not None else PlanCache(self.cache_file, enabled=self.cache_enabled)
@@ -152,10 +167,11 @@ class SparseModel(nn.Module):
             rows.append({**row, **entry})
         summary: Dict[str, Any] = {"choice": "dense", "sparse_ms": None, "dense_ms": None, "layers": rows}
         if any(r["choice"] != "dense" for r in rows if r["density"] is not None):
-            mkey = model_key(keys, x.shape) + f" | {machine}"
+            reference = "original" if self.original is not None else "converted"  # what "dense" runs
+            mkey = model_key(keys, x.shape) + f" | {machine} | dense = {reference}"
             entry = cache.get(mkey)
             if entry is None:
-                fns = {"sparse": lambda: self.run_all(x, None), "dense": lambda: self.run_all(x, "dense")}
+                fns = {"sparse": lambda: self.run_all(x, None), "dense": lambda: self.run_dense(x)}
                 # Both ran moments ago (the capture and each layer's timing): no warm-up needed.
                 ms = {c: 1e3 * t for c, t in
                       measure(fns, e2e_rounds, e2e_budget_s, drop_factor=None, warmup=False, stat="min",
@@ -173,6 +189,8 @@ class SparseModel(nn.Module):
         for _, m in self.planned_ops():
             m.drop_unused()
         self.planned[shape_key] = summary
+        dense = summary["choice"] == "dense" and self.original is not None
+        self._routes[shape_key] = self.original if dense else self.module
         return summary
 
 
@@ -243,9 +261,15 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
-def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, autoplan: bool = True) -> SparseModel:
-    """A :class:`SparseModel` running a float32, eval-mode copy of ``model`` (``model`` itself is untouched)."""
+def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, autoplan: bool = True,
+            keep_original: bool = True) -> SparseModel:
+    """A :class:`SparseModel` running a float32, eval-mode copy of ``model`` (``model`` itself is untouched).
+
+    ``keep_original``: keep a second, unconverted copy for the input shapes whose plan is all dense (see the module
+    docstring).
+    """
     model = copy.deepcopy(model).float().eval()
+    original = copy.deepcopy(model) if keep_original else None
     info: Dict[str, Any] = {"traced": False, "folded_bn": 0, "fused_relu": 0}
     relu: Dict[str, bool] = {}
     module: nn.Module = model
@@ -265,7 +289,7 @@ def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, auto
             _set_module(module, name, SparseLinear.from_module(m, relu=relu.get(name, False), name=name))
         elif type(m) is nn.MaxPool2d and not m.return_indices:
             _set_module(module, name, MaxPool2d.from_module(m, name=name))
-    return SparseModel(module, info, autoplan=autoplan).eval()
+    return SparseModel(module, info, autoplan=autoplan, original=original).eval()
 
 
 # ------------------------------------------------------------------------------ loading files

@@ -25,7 +25,8 @@ import torch
 from src.checkpoint import write_text_atomic
 from src.sparse_runtime import kernel
 
-CACHE_VERSION = 2  # 2: max pooling gained the C candidate; plans made without it are re-measured
+CACHE_VERSION = 3  # 2: max pooling gained the C candidate; 3: end to end against the original model
+# (plans of an older version are re-measured)
 # A sparse candidate must beat dense by this factor to be chosen (timing noise should not flip a layer to sparse).
 MARGIN = 0.97
 # After the first timed run, candidates slower than this multiple of the best so far are not timed again.
