@@ -11,8 +11,8 @@ Models: torchvision ResNet-50 (3x224x224, 1000 classes), WRN-28-10 (3x32x32, 10 
 per layer, seeded) and random BatchNorm statistics; optionally the Keras CNN from real gRDA checkpoints.
 
 For each thread count, model, sparsity and batch size, in one process: the runtime is built (BN folded, ReLU fused),
-planned (each layer timed dense and sparse on its real input; the plan kept only if faster end to end than the same
-model all dense), then dense PyTorch (the unmodified model, eval mode, inference_mode) and the runtime are timed
+planned (each layer timed dense and sparse on its real input; the plan kept only if faster end to end than the
+original model), then dense PyTorch (the unmodified model, eval mode, inference_mode) and the runtime are timed
 interleaved, medians of up to --rounds rounds (at least 3; fewer than --rounds where they would take longer than
 --budget seconds). The plan cache is a fresh temp file unless
 --plan-cache is given, so every plan here is measured in this run.
@@ -175,7 +175,7 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
         "process; `rounds` per row below). Dense PyTorch is the unmodified model in eval mode under "
         "`torch.inference_mode()`. The runtime folds BatchNorm into the convolutions, fuses ReLUs, and runs each "
         "Conv2d/Linear dense or sparse as timed per layer on this machine; \"(d)\" marks a model whose per-layer plan "
-        "was not faster end to end than the same model all dense, so it runs all dense (BN folded). Max pooling runs "
+        "was not faster end to end than the original model, which then runs (plain PyTorch). Max pooling runs "
         "as a separable max (of strided views, or in the sparse kernel's C library) where that measured faster "
         "(PyTorch's NCHW max-pool kernel is slow), so "
         "folding and pooling alone make the runtime faster than dense PyTorch at 0 % zeros. Uniform "
@@ -193,14 +193,13 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
     for model, source in models:
         lines.append(f"| {model} | {source} | " + " | ".join(
             _fmt_speedup(rows, model, source, t, b) for t in threads for b in batches) + " |")
-    lines += ["", "Latencies (ms; throughput = batch / latency). \"vs runtime all dense\": the plan's own end-to-end "
-              "check, the same runtime with every Conv2d/Linear dense (BN folded, same pooling) against the plan "
-              "(fastest of its runs), i.e. the part of the speed-up that comes from the zeros. \"rounds\": samples per "
+    lines += ["", "Latencies (ms; throughput = batch / latency). \"plan vs original\": the plan's own end-to-end "
+              "check, the original model against the planned one (fastest of their runs). \"rounds\": samples per "
               "candidate; \"7 × 40/90\" means each sample was the mean of 40 dense / 90 sparse calls in a row (calls "
               "under 20 ms are repeated so that one timer interrupt cannot decide a row). \"others' CPU\": CPU "
               "seconds per second that other processes used while the row ran (0 = quiet; 2 = both cores busy "
               "elsewhere).", "",
-              "| model | weights | threads | batch | dense ms | sparse ms | speed-up | vs runtime all dense | dense /s | "
+              "| model | weights | threads | batch | dense ms | sparse ms | speed-up | plan vs original | dense /s | "
               "sparse /s | plan | conv/linear sparse | rounds | plan + bench s | others' CPU |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:

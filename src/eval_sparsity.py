@@ -123,7 +123,8 @@ def format_bench(out: Dict[str, Any]) -> str:
                 + (f" ({x['why']})" if x.get("why") else ""))
         note = ""
         if r["plan"] == "dense" and r["plan_sparse_ms"] is not None:
-            note = f" (the per-layer plan measured {r['plan_sparse_ms']:.3f} ms vs {r['plan_dense_ms']:.3f} all dense: dense kept)"
+            note = (f" (the per-layer plan measured {r['plan_sparse_ms']:.3f} ms vs {r['plan_dense_ms']:.3f} for the "
+                    "original model, which runs)")
         ort = (f"onnxruntime (dense export) {r['onnxruntime_ms']:.3f} ms ({r['onnxruntime_per_s']:.1f}/s)"
                if "onnxruntime_ms" in r else f"onnxruntime: {out.get('onnxruntime', 'not measured')}")
         lines.append(

@@ -176,6 +176,8 @@ def test_portable_kernel_matches(tmp_path, monkeypatch):
 
     lib = ctypes.CDLL(str(lib_path))
     lib.spconv_f32.argtypes = kernel.load().spconv_f32.argtypes
+    lib.maxpool_f32.argtypes = kernel.load().maxpool_f32.argtypes
+    lib.maxpool_f32.restype = ctypes.c_int
     lib.spconv_uses_avx2.restype = ctypes.c_int
     assert lib.spconv_uses_avx2() == 0
     monkeypatch.setattr(kernel, "_library", lib)
@@ -190,6 +192,13 @@ def test_portable_kernel_matches(tmp_path, monkeypatch):
         x = torch.randn(n, 40)
         with torch.no_grad():
             assert close(SparseLinear.from_module(lin).run(x, "direct"), lin(x))
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (2, 1, (1, 0))):
+        pool = nn.MaxPool2d(k, s, p)
+        pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+        x = torch.randn(2, 3, 11, 10)
+        x[0, 0, 1, 1] = float("nan")
+        got = kernel.maxpool(x, pair(k), pair(s), pair(p))
+        assert torch.equal(got.nan_to_num(7.0), pool(x).nan_to_num(7.0)), (k, s, p)
 
 
 def test_untraceable_model_is_converted_module_by_module():
@@ -263,9 +272,18 @@ def ran_modules(rt) -> list:
     return calls
 
 
+def fake_end_to_end(winner: str):
+    def fake_measure(fns, *args, **kwargs):
+        if set(fns) == {"sparse", "dense"}:  # the end-to-end check
+            return {"sparse": 1.0 if winner == "sparse" else 2.0, "dense": 1.0 if winner == "dense" else 2.0}
+        return {name: (1.0 if name == "dense" else 2.0) for name in fns}  # every op: dense is faster
+    return fake_measure
+
+
 @pytest.mark.parametrize("keep_original", [True, False])
-def test_all_dense_plan_runs_the_original_model(keep_original):
-    """A model without zeros plans all dense: PyTorch's own module runs it (no per-layer dispatch of the runtime)."""
+def test_all_dense_plan_runs_the_original_model(keep_original, monkeypatch):
+    """A model that gains nothing plans all dense: PyTorch's own module runs it (no per-layer dispatch)."""
+    monkeypatch.setattr("src.sparse_runtime.measure", fake_end_to_end("dense"))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
     rt = convert(model, keep_original=keep_original)
@@ -279,6 +297,46 @@ def test_all_dense_plan_runs_the_original_model(keep_original):
     assert rt.planned[(tuple(x.shape), torch.get_num_threads())]["choice"] == "dense"
     assert calls == (["original"] if keep_original else ["converted"])
     assert rt.original is not model  # a copy: the caller's module is never run or changed by the runtime
+
+
+def test_conversion_alone_can_beat_the_original(monkeypatch):
+    """No zeros, but folded BatchNorm / fused ReLU / pooling measured faster end to end: the converted model runs."""
+    monkeypatch.setattr("src.sparse_runtime.measure", fake_end_to_end("sparse"))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    rt = convert(model)
+    x = torch.randn(1, 3, 10, 10)
+    calls = ran_modules(rt)
+    with torch.no_grad():
+        summary = rt.plan(x)
+        calls.clear()
+        out = rt(x)
+    assert all(r["choice"] == "dense" for r in summary["layers"]) and summary["choice"] == "sparse"
+    assert calls == ["converted"] and close(out, model(x))
+
+
+def test_other_dtypes_run_as_in_pytorch():
+    """A shape planned on float32 and then given float64: PyTorch's result (or PyTorch's error), never the float32
+    kernels reading float64 memory."""
+    torch.manual_seed(0)
+    pool = nn.Sequential(nn.MaxPool2d(2)).eval()
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    sparsify_uniform(conv[0], 0.9)
+    x = torch.randn(1, 3, 12, 12)
+    for model in (pool, conv):
+        rt = convert(model, keep_original=False)  # the converted ops themselves
+        with torch.no_grad():
+            rt.plan(x, rounds=1, budget_s=0.01, e2e_rounds=1, e2e_budget_s=0.01)
+            for name, op in rt.planned_ops():  # whatever the timings said: the C kernels for this shape
+                if op.supports("direct"):
+                    op.set_choice(x.shape, torch.get_num_threads(), "direct")
+            if model is pool:
+                assert torch.equal(rt(x.double()), model(x.double()))
+            else:
+                with pytest.raises(RuntimeError):
+                    model(x.double())
+                with pytest.raises(RuntimeError):
+                    rt(x.double())
+            assert close(rt(x), model(x))
 
 
 def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):
@@ -464,7 +522,8 @@ def test_cli_bench_errors_one_line_exit_2(tmp_path, capsys, kind):
     assert "Traceback" not in err and out == ""
 
 
-@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (1, 2, 0)])
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (2, 2, (1, 0)), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)),
+                                   (1, 2, 0)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
     from src.sparse_runtime import kernel
@@ -483,12 +542,26 @@ def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
             x[-1, -1, -1, -1] = float("nan")
             want = pool(x)
             for candidate in op.candidates(x)[1:]:
-                got = op.run(x, candidate)
-                assert got.shape == want.shape and torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)), (
-                    candidate, k, s, p, shape)
+                for layout in (x, x.to(memory_format=torch.channels_last)):
+                    got = op.run(layout, candidate)
+                    assert got.shape == want.shape and torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)), (
+                        candidate, k, s, p, shape)
     finally:
         torch.set_num_threads(before)
     assert MaxPool2d.from_module(nn.MaxPool2d(2, ceil_mode=True)).candidates(x) == ["dense"]
+
+
+def test_maxpool_kernel_refuses_what_max_pool2d_refuses():
+    from src.sparse_runtime import kernel
+
+    if not kernel.available():
+        pytest.skip("no C compiler")
+    x = torch.randn(1, 2, 6, 6)
+    for k, s, p in ((1, 1, 1), (2, 0, 0), (3, 1, 2)):
+        with pytest.raises(ValueError, match="padding at most half the kernel"):
+            kernel.maxpool(x, (k, k), (s, s), (p, p))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        kernel.maxpool(torch.randn(1, 1, 2, 2), (3, 3), (1, 1), (0, 0))
 
 
 def test_bench_script_measures_and_renders_from_its_json(tmp_path):

@@ -19,10 +19,12 @@ What :func:`convert` does to (a copy of) the model, in eval mode:
 :meth:`SparseModel.plan` times every candidate of every layer on the layer's real input (interleaved; the fastest
 of several runs, since interference from other processes only adds time),
 keeps the fastest (dense unless a sparse one is 3 % faster), then times the whole model planned against the
-original model (an untouched eval-mode copy, plain PyTorch) and keeps the plan only if it is faster end to end; an
-input shape whose plan is all dense, or slower, runs the original model, so the runtime is never slower than PyTorch
-by more than the timing noise (the copy costs the memory of the weights once more; ``convert(keep_original=False)``
-saves it and runs such shapes through the converted layers, dense). Choices are cached per machine, thread count,
+original model (an untouched eval-mode copy, plain PyTorch) and keeps the plan only if it is faster end to end
+(folded BatchNorms and the C pooling can win with no zeros at all); an input shape whose plan is slower runs the
+original model, so the runtime is never slower than PyTorch by more than the timing noise (the copy costs the memory
+of the weights once more; ``convert(keep_original=False)`` saves it, runs such shapes through the converted layers,
+dense, and times the plan against those only when some operation went sparse). Choices are cached per machine,
+thread count,
 layer, sparsity pattern and input shape (:mod:`src.sparse_runtime.plan`, ``$GRDA_SPARSE_PLAN``); a layer without
 zeros is dense without timing. A model that fx cannot trace is converted module by module, without folding.
 """
@@ -128,8 +130,8 @@ class SparseModel(nn.Module):
         """Choose each operation's implementation for inputs shaped like ``x`` (see the module docstring).
 
         Returns ``{"choice": "sparse"|"dense", "sparse_ms", "dense_ms", "layers": [...]}``: the end-to-end
-        times of the planned model and of the model all dense (:meth:`run_dense`; None when no layer went sparse),
-        and a row per call of a planned operation. "dense": inputs of this shape run :meth:`run_dense`.
+        times of the planned model and of the model all dense (:meth:`run_dense`; None when not timed), and a row
+        per call of a planned operation. "dense": inputs of this shape run :meth:`run_dense`.
         """
         threads = torch.get_num_threads()
         cache = cache if cache is not None else PlanCache(self.cache_file, enabled=self.cache_enabled)
@@ -166,13 +168,15 @@ class SparseModel(nn.Module):
                 row.update(density=op.density, macs=dense_macs, nonzero_macs=sparse_macs)
             rows.append({**row, **entry})
         summary: Dict[str, Any] = {"choice": "dense", "sparse_ms": None, "dense_ms": None, "layers": rows}
-        if any(r["choice"] != "dense" for r in rows if r["density"] is not None):
+        # Against the original model even the all-dense plan can win (folded BatchNorms, fused ReLUs, pooling):
+        # timed whenever the two differ; against the converted layers forced dense, only when some op changed.
+        if self.original is not None or any(r["choice"] != "dense" for r in rows):
             reference = "original" if self.original is not None else "converted"  # what "dense" runs
-            mkey = model_key(keys, x.shape) + f" | {machine} | dense = {reference}"
+            mkey = (model_key(keys, x.shape) + f" | {machine} | dense = {reference} | folded "
+                    f"{self.info.get('folded_bn', 0)} fused {self.info.get('fused_relu', 0)}")
             entry = cache.get(mkey)
             if entry is None:
                 fns = {"sparse": lambda: self.run_all(x, None), "dense": lambda: self.run_dense(x)}
-                # Both ran moments ago (the capture and each layer's timing): no warm-up needed.
                 ms = {c: 1e3 * t for c, t in
                       measure(fns, e2e_rounds, e2e_budget_s, drop_factor=None, warmup=False, stat="min",
                               min_sample_s=0.01).items()}
@@ -180,11 +184,10 @@ class SparseModel(nn.Module):
                 entry = {"choice": choice, "sparse_ms": round(ms["sparse"], 4), "dense_ms": round(ms["dense"], 4)}
                 cache.put(mkey, entry)
             summary.update(entry)
-            if entry["choice"] == "dense":  # the plan is slower end to end: every layer dense for this shape
+            if entry["choice"] == "dense":  # the plan is slower end to end: every op dense for this shape
                 modules = dict(self.module.named_modules())
                 for r in rows:
-                    if r["density"] is not None:
-                        modules[r["name"]].set_choice(r["input"], threads, "dense")
+                    modules[r["name"]].set_choice(r["input"], threads, "dense")
         cache.save()
         for _, m in self.planned_ops():
             m.drop_unused()
@@ -265,7 +268,7 @@ def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, auto
             keep_original: bool = True) -> SparseModel:
     """A :class:`SparseModel` running a float32, eval-mode copy of ``model`` (``model`` itself is untouched).
 
-    ``keep_original``: keep a second, unconverted copy for the input shapes whose plan is all dense (see the module
+    ``keep_original``: keep a second, unconverted copy for the input shapes whose plan is not faster (see the module
     docstring).
     """
     model = copy.deepcopy(model).float().eval()

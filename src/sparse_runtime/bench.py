@@ -61,7 +61,10 @@ def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: in
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # an operator or opset this onnxruntime cannot run
+        return None, f"onnxruntime cannot load the export ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     return (lambda x: session.run(None, {"input": x.numpy()})), ""
 
 

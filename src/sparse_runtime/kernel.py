@@ -114,7 +114,12 @@ def maxpool_runner(shape, kernel_size, stride, padding, threads: int):
     fn = lib.maxpool_f32
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = shape
+    if min(kh, kw, sh, sw) < 1 or not (0 <= ph <= kh // 2 and 0 <= pw <= kw // 2):
+        raise ValueError(f"maxpool: kernel {kernel_size}, stride {stride}, padding {padding}: kernel and stride must "
+                         "be >= 1 and padding at most half the kernel (as in F.max_pool2d)")
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"maxpool: input {tuple(shape)} is smaller than the kernel {kernel_size}")
     if w > MAXPOOL_MAX_WIDTH:
         raise ValueError(f"maxpool: width {w} > {MAXPOOL_MAX_WIDTH}")
     sizes = (n * c, h, w, kh, kw, sh, sw, ph, pw)
@@ -122,8 +127,9 @@ def maxpool_runner(shape, kernel_size, stride, padding, threads: int):
 
     def run(x: Tensor) -> Tensor:
         x = x.contiguous()
-        y = torch.empty(out_shape)
-        fn(*sizes, x.data_ptr(), y.data_ptr(), ho, wo, threads)
+        y = torch.empty(out_shape, dtype=torch.float32)
+        if fn(*sizes, x.data_ptr(), y.data_ptr(), ho, wo, threads) != 0:
+            raise RuntimeError(f"maxpool_f32 refused input {tuple(x.shape)}")
         return y
 
     return run

@@ -98,9 +98,12 @@ class PlannedOp(nn.Module):
         self._runners[key] = self.runner(tuple(shape), int(threads), choice)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            # The C kernels and the sparse tensors are float32 CPU: anything else runs (or fails) as in PyTorch.
+            return self.run(x, "dense")
         if self.force is None:
             run = self._runners.get((x.shape, torch.get_num_threads()))
-            if run is not None and x.dtype == torch.float32 and x.device.type == "cpu":
+            if run is not None:
                 return run(x)
         return self.run(x, self.choice_for(x))
 
@@ -320,7 +323,7 @@ class SparseLinear(SparseLayer):
 
         def run(x: Tensor) -> Tensor:
             xt = x.contiguous() if m == 1 else x.t().contiguous()  # (K, M): column l of the grid is sample l
-            y = torch.empty(out_shape)
+            y = torch.empty(out_shape, dtype=torch.float32)
             call(xt, y)
             return y
 
@@ -487,7 +490,7 @@ class SparseConv2d(SparseLayer):
 
         def run(x: Tensor) -> Tensor:
             buf = self._fill_buffer(x, geo)
-            y = torch.empty(out_shape)
+            y = torch.empty(out_shape, dtype=torch.float32)
             call(buf, y)
             return y
 
