@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -312,6 +313,30 @@ def test_conversion_alone_can_beat_the_original(monkeypatch):
         out = rt(x)
     assert all(r["choice"] == "dense" for r in summary["layers"]) and summary["choice"] == "sparse"
     assert calls == ["converted"] and close(out, model(x))
+
+
+def test_planned_runtime_copies_and_pickles(tmp_path):
+    """deepcopy / torch.save of a planned runtime: the copy runs its own operands (the bound runners are rebuilt)."""
+    model, shape, _, _ = sparse_model("keras_cnn")
+    rt = convert(model)
+    rt.cache_enabled = False
+    x = torch.randn(1, *shape)
+    with torch.no_grad():
+        rt.plan(x, rounds=1, budget_s=0.01, e2e_rounds=1, e2e_budget_s=0.01)
+        for _, op in rt.planned_ops():
+            if op.supports("direct"):
+                op.set_choice(x.shape, torch.get_num_threads(), "direct")
+        rt._routes[(tuple(x.shape), torch.get_num_threads())] = rt.module  # the converted ops, whatever was timed
+        want = model(x)
+        clone = copy.deepcopy(rt)
+        torch.save(rt, tmp_path / "rt.pt")
+        loaded = torch.load(tmp_path / "rt.pt", weights_only=False)
+        for other in (clone, loaded):
+            assert close(other(x), want)
+        for _, op in clone.planned_ops():  # the clone's own weights count, not the original's bound ones
+            if isinstance(op, (SparseConv2d, SparseLinear)) and op.bias is not None:
+                op.bias.data.add_(1.0)
+        assert not close(clone(x), want) and close(rt(x), want)
 
 
 def test_other_dtypes_run_as_in_pytorch():

@@ -23,7 +23,7 @@ import functools
 import hashlib
 import math
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -102,10 +102,17 @@ class PlannedOp(nn.Module):
             # The C kernels and the sparse tensors are float32 CPU: anything else runs (or fails) as in PyTorch.
             return self.run(x, "dense")
         if self.force is None:
-            run = self._runners.get((x.shape, torch.get_num_threads()))
+            key = (x.shape, torch.get_num_threads())
+            run = self._runners.get(key)
+            if run is None and key in self.choices:  # a copy (deepcopy, pickle) binds its own operands again
+                run = self._runners[key] = self.runner(tuple(x.shape), key[1], self.choices[key])
             if run is not None:
                 return run(x)
         return self.run(x, self.choice_for(x))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The runners are closures over this object's operands: a copy must not share (or pickle) them.
+        return {**self.__dict__, "_runners": {}}
 
     def run(self, x: Tensor, candidate: str) -> Tensor:
         raise NotImplementedError
