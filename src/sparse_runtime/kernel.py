@@ -77,7 +77,8 @@ def uses_avx2() -> bool:
 
 def bound_spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bias: Optional[Tensor], xs: int,
                  ys: int, ocs: int, ps: int, G: int, Q: int, relu: bool, threads: int):
-    """:func:`spconv` with everything but the input buffer and the output bound: ``call(x, y)``. The returned
+    """The product described in spconv_cpu.c (tensors contiguous, on the CPU, float32/int32) with everything but the
+    input buffer and the output bound: ``call(x, y)``. The returned
     function keeps the operands alive."""
     lib = _library if _library is not None else load()
     fn = lib.spconv_f32
@@ -89,15 +90,6 @@ def bound_spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tenso
         fn(*head, x.data_ptr(), xs, y.data_ptr(), *tail)
 
     return call
-
-
-def spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bias: Optional[Tensor], x: Tensor,
-           xs: int, y: Tensor, ys: int, ocs: int, ps: int, G: int, Q: int, relu: bool) -> None:
-    """``y`` <- the product described in spconv_cpu.c (all tensors contiguous, on the CPU, float32/int32)."""
-    lib = _library if _library is not None else load()
-    lib.spconv_f32(N, O, L, rowptr.data_ptr(), off.data_ptr(), val.data_ptr(),
-                   None if bias is None else bias.data_ptr(), x.data_ptr(), xs, y.data_ptr(), ys, ocs, ps, G, Q,
-                   int(relu), torch.get_num_threads())
 
 
 MAXPOOL_MAX_WIDTH = 4096  # the C routine's row buffer

@@ -297,11 +297,7 @@ class SparseLinear(SparseLayer):
         x2 = x.reshape(-1, self.in_features)
         m = x2.shape[0]
         if candidate == "direct":
-            rowptr, off, val = self._direct(m)
-            y = x2.new_empty(m, self.out_features)
-            xt = x2.contiguous() if m == 1 else x2.t().contiguous()  # (K, M): column l of the grid is sample l
-            kernel.spconv(1, self.out_features, m, rowptr, off, val, self.bias, xt, 0, y, 0, 1, self.out_features,
-                          m, m, self.relu)
+            y = self.runner((m, self.in_features), torch.get_num_threads(), "direct")(x2)
             return y.reshape(*lead, self.out_features)
         if candidate in ("csr", "bsr"):
             w = self._matrix(candidate)
@@ -504,12 +500,8 @@ class SparseConv2d(SparseLayer):
         return run
 
     def _run_direct(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        call, out_shape, geo = self._bound_direct(n, h, w, torch.get_num_threads())
-        buf = self._fill_buffer(x, geo)
-        y = x.new_empty(out_shape)
-        call(buf, y)
-        return y
+        n, c, h, w = x.shape
+        return self.runner((n, c, h, w), torch.get_num_threads(), "direct")(x)
 
 
 def total_macs(layer: SparseLayer, x_shape: Tuple[int, ...]) -> Tuple[int, int]:
