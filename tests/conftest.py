@@ -8,6 +8,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import pytest  # noqa: E402
 
+# Session fixtures too costly to build once per xdist worker: every test that uses one runs on the same worker.
+SHARED_FIXTURES = {"preset_runs": "presets"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in SHARED_FIXTURES.items():
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def preset_runs(tmp_path_factory):

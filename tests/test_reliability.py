@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from src.checkpoint import load_checkpoint, save_atomic
+from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, save_atomic
+from src.config import ModelConfig
 from src.errors import CheckpointError
+from src.models import build_model
 from tests.fakedata import make_cifar_folder
 from tests.helpers import ROOT, summary, train
 
@@ -155,24 +158,43 @@ def test_data_problems(tmp_path):
     one_line_error(train(tmp_path / "r4", "data.train_subset=0", check=False), "train_subset")
 
 
-def test_init_from_problems(tmp_path):
-    other = torch.nn.Linear(3, 2).state_dict()
-    torch.save(other, tmp_path / "other.pth")
+def digits_mlp(hidden=(128, 128)):
+    return build_model(OmegaConf.structured(ModelConfig(name="mlp", hidden=list(hidden))), 10, (1, 8, 8))
+
+
+def init_mlp_from(path, hidden=(128, 128)):
+    """What train.py does with model.init_from, in-process: the digits MLP loaded from ``path``."""
+    model = digits_mlp(hidden)
+    load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)
+    return model
+
+
+def test_init_from_problems_are_one_line_errors(tmp_path):
+    """End to end once (exit code, one line, no traceback); the loader's other messages in-process below."""
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pth")
     one_line_error(train(tmp_path / "r1", f"model.init_from={tmp_path / 'other.pth'}", check=False),
                    "does not fit this model", "missing key 'layers.fc1.weight'")
-    mlp = train(tmp_path / "ok", "trainer.epochs=1")
-    assert mlp.returncode == 0
-    wide = torch.load(tmp_path / "ok" / "checkpoint.pth", weights_only=True)["model"]
-    one_line_error(train(tmp_path / "r2", "model.hidden=[64,128]", f"model.init_from={tmp_path / 'ok' / 'checkpoint.pth'}",
-                         check=False), "layers.fc1.weight", "shape")
-    assert wide  # the good file is untouched by the failed run
-    (tmp_path / "trunc.pth").write_bytes((tmp_path / "ok" / "checkpoint.pth").read_bytes()[:300])
-    one_line_error(train(tmp_path / "r3", f"model.init_from={tmp_path / 'trunc.pth'}", check=False),
-                   "not a readable PyTorch checkpoint", "trunc.pth")
-    one_line_error(train(tmp_path / "r4", f"model.init_from={tmp_path / 'missing.pth'}", check=False),
-                   "checkpoint not found", "missing.pth")
+
+
+def test_init_from_problems_name_the_file_and_the_fix(tmp_path):
+    good = tmp_path / "ok.pth"
+    saved = {"model": digits_mlp().state_dict(), "epoch": 1}
+    torch.save(saved, good)
+    assert torch.equal(init_mlp_from(good).state_dict()["layers.fc1.weight"], saved["model"]["layers.fc1.weight"])
+    with pytest.raises(CheckpointError, match=r"does not fit this model: 'layers.fc1.weight' has shape"):
+        init_mlp_from(good, hidden=(64, 128))
+    assert torch.load(good, weights_only=True)["epoch"] == 1  # the good file is untouched by the failed load
+    (tmp_path / "trunc.pth").write_bytes(good.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"trunc.pth' is not a readable PyTorch checkpoint"):
+        init_mlp_from(tmp_path / "trunc.pth")
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*missing.pth"):
+        init_mlp_from(tmp_path / "missing.pth")
     (tmp_path / "notes.pth").write_text("just text")
-    one_line_error(train(tmp_path / "r5", f"model.init_from={tmp_path / 'notes.pth'}", check=False), "notes.pth")
+    with pytest.raises(CheckpointError, match=r"notes.pth"):
+        init_mlp_from(tmp_path / "notes.pth")
+    torch.save({"model": {"w": "not a tensor"}}, tmp_path / "empty.pth")
+    with pytest.raises(CheckpointError, match=r"empty.pth' holds no model weights"):
+        init_mlp_from(tmp_path / "empty.pth")
 
 
 def test_corrupt_run_checkpoint_is_reported_not_overwritten(tmp_path):

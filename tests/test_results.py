@@ -13,9 +13,6 @@ import yaml
 from src.results import comparison_table, paper_results
 from tests.helpers import ROOT
 
-# Both files use the session-wide preset_runs: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("presets")
-
 
 def make_tables(table, runs, out):
     proc = subprocess.run(

@@ -16,9 +16,6 @@ from src import config as _config  # noqa: F401  (registers schema and resolvers
 from src.schedule import lr_factor
 from tests.helpers import summary, train
 
-# Both files use the session-wide preset_runs: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("presets")
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
 PRESETS = ["default", "cifar10_keras_cnn", "cifar10_wrn28x10", "cifar100_wrn28x10", "cifar10_vgg16", "imagenet_resnet50",
@@ -283,6 +280,14 @@ def test_bad_values_give_one_line(tmp_path, override, message):
 
 
 # ------------------------------------------------------------------- presets at tiny size
+
+
+@pytest.mark.xdist_group("presets")
+def test_tests_sharing_a_costly_fixture_share_a_worker(request):
+    """`make test` runs --dist loadgroup: conftest groups the users of preset_runs, or both workers build it."""
+    grouped = request.node.nodeid.endswith("@presets")
+    assert grouped or not getattr(request.config.option, "loadgroup", False), (
+        "pytest-xdist ignored xdist_group (pytest 9 with xdist 3.8 does): install the versions pyproject.toml pins")
 
 
 @pytest.mark.slow

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Callable, Dict, Sequence
 
 import torch.nn as nn
-import torchvision
 
 from src.errors import UserError
 from src.models import keras_cnn, lenet, mlp, vgg, wrn
@@ -76,6 +75,8 @@ def _build_resnet50(cfg, num_classes: int, input_shape: Sequence[int]) -> nn.Mod
     """torchvision ResNet-50 (v1.5), randomly initialised: 25,557,032 parameters at 1000 classes."""
     if input_shape[0] != 3:
         raise UserError(f"resnet50 expects 3-channel images, got input shape {tuple(input_shape)}")
+    import torchvision  # here, not at the top: importing it costs seconds every other model does not need
+
     return torchvision.models.resnet50(weights=None, num_classes=num_classes)
 
 
