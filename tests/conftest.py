@@ -8,16 +8,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import pytest  # noqa: E402
 
-# Session fixtures too costly to build once per xdist worker: every test that uses one runs on the same worker.
-SHARED_FIXTURES = {"preset_runs": "presets"}
+# Module and session fixtures that train (seconds to minutes each). xdist builds such a fixture on every worker that
+# runs a test using it; `make test` (--dist loadgroup) sends all the tests of one to the same worker instead.
+COSTLY_FIXTURES = ("preset_runs", "digits_runs", "connect_runs", "uninterrupted", "grda_run", "installed_wheel")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for fixture, group in SHARED_FIXTURES.items():
-            if fixture in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(group))
+        used = [name for name in COSTLY_FIXTURES if name in item.fixturenames]
+        if len(used) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses {used}: one costly fixture per test, or group them together")
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
 
 
 @pytest.fixture(scope="session")

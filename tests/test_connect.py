@@ -34,7 +34,7 @@ def run_connect(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def connect_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("connect")
     sgd, grda = base / "sgd", base / "grda"
     train(sgd, "optim=sgd", "trainer.epochs=5", "trainer.threads=1")
@@ -51,8 +51,8 @@ def read_rows(path):
             for r in rows]
 
 
-def test_outputs_and_endpoints_reproduce_the_runs(runs):
-    out = runs["out"]  # the default: beside the gRDA checkpoint
+def test_outputs_and_endpoints_reproduce_the_runs(connect_runs):
+    out = connect_runs["out"]  # the default: beside the gRDA checkpoint
     assert (out / "connect.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_rows(out / "connect.csv")
     assert list(rows[0]) == ["path", "t", "train_loss", "test_acc"]
@@ -62,8 +62,8 @@ def test_outputs_and_endpoints_reproduce_the_runs(runs):
     line = {r["t"]: r for r in rows if r["path"] == "line"}
     curve = {r["t"]: r for r in rows if r["path"] == "curve"}
     # No BatchNorm here, so the endpoints are exactly the trained networks: same accuracy as their runs.
-    assert line[0.0]["test_acc"] == summary(runs["sgd"])["test_acc"]
-    assert line[1.0]["test_acc"] == summary(runs["grda"])["test_acc"]
+    assert line[0.0]["test_acc"] == summary(connect_runs["sgd"])["test_acc"]
+    assert line[1.0]["test_acc"] == summary(connect_runs["grda"])["test_acc"]
     for t in (0.0, 1.0):
         assert curve[t] == {**line[t], "path": "curve"}
 
@@ -71,8 +71,8 @@ def test_outputs_and_endpoints_reproduce_the_runs(runs):
     assert result["points"] == 7 and result["curve_epochs"] == 1 and result["batchnorm_recomputed"] is False
     assert result["endpoints"]["sgd"]["train_loss"] == line[0.0]["train_loss"]
     assert result["endpoints"]["grda"]["train_loss"] == line[1.0]["train_loss"]
-    assert result["endpoints"]["sgd"]["test_acc"] == summary(runs["sgd"])["test_acc"]
-    assert result["endpoints"]["grda"]["sparsity"] == pytest.approx(summary(runs["grda"])["sparsity"])
+    assert result["endpoints"]["sgd"]["test_acc"] == summary(connect_runs["sgd"])["test_acc"]
+    assert result["endpoints"]["grda"]["sparsity"] == pytest.approx(summary(connect_runs["grda"])["sparsity"])
     assert result["endpoints"]["grda"]["sparsity"] > 10 and result["endpoints"]["sgd"]["sparsity"] < 1
     for name, points in (("line", line), ("curve", curve)):
         assert result[name]["max_train_loss"] == max(r["train_loss"] for r in points.values())
@@ -81,11 +81,11 @@ def test_outputs_and_endpoints_reproduce_the_runs(runs):
     assert result["same_valley"] is (result["curve"]["max_train_loss"] <= threshold)
     assert "same_valley" in result["criterion"]
     assert len(result["curve"]["train_history"]) == 1
-    assert "same_valley=" in runs["stdout"]
+    assert "same_valley=" in connect_runs["stdout"]
 
 
-def test_training_the_curve_lowers_the_loss_between_the_endpoints(runs):
-    rows = read_rows(runs["out"] / "connect.csv")
+def test_training_the_curve_lowers_the_loss_between_the_endpoints(connect_runs):
+    rows = read_rows(connect_runs["out"] / "connect.csv")
     inner = lambda name: [r["train_loss"] for r in rows if r["path"] == name and 0 < r["t"] < 1]  # noqa: E731
     line, curve = inner("line"), inner("curve")
     # An untrained curve is the line itself; after training its middle it must be lower on average,
@@ -95,8 +95,9 @@ def test_training_the_curve_lowers_the_loss_between_the_endpoints(runs):
         r["train_loss"] for r in rows if r["path"] == "line") + 1e-6
 
 
-def test_untrained_curve_is_the_line(runs, tmp_path):
-    assert connect.main([str(runs["sgd"] / "checkpoint.pth"), str(runs["grda"] / "checkpoint.pth"), "--points", "3",
+def test_untrained_curve_is_the_line(connect_runs, tmp_path):
+    sgd, grda = connect_runs["sgd"] / "checkpoint.pth", connect_runs["grda"] / "checkpoint.pth"
+    assert connect.main([str(sgd), str(grda), "--points", "3",
                          "--curve-epochs", "0", "--out", str(tmp_path), "--threads", "1"]) == 0
     rows = read_rows(tmp_path / "connect.csv")
     line = [r["train_loss"] for r in rows if r["path"] == "line"]
@@ -104,11 +105,11 @@ def test_untrained_curve_is_the_line(runs, tmp_path):
     assert curve == pytest.approx(line, rel=1e-5)
 
 
-def test_different_setups_are_refused_with_one_line(runs, tmp_path):
-    ckpt = load_checkpoint(runs["grda"] / "checkpoint.pth")
+def test_different_setups_are_refused_with_one_line(connect_runs, tmp_path):
+    ckpt = load_checkpoint(connect_runs["grda"] / "checkpoint.pth")
     ckpt["config"]["model"]["hidden"] = [64, 64]
     torch.save(ckpt, tmp_path / "other.pth")
-    proc = run_connect(runs["sgd"] / "checkpoint.pth", tmp_path / "other.pth", "--out", tmp_path / "out")
+    proc = run_connect(connect_runs["sgd"] / "checkpoint.pth", tmp_path / "other.pth", "--out", tmp_path / "out")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "model.hidden is [128, 128]" in lines[0]
@@ -117,8 +118,8 @@ def test_different_setups_are_refused_with_one_line(runs, tmp_path):
 
 
 
-def test_argument_and_file_errors(runs, tmp_path, capsys):
-    sgd = str(runs["sgd"] / "checkpoint.pth")
+def test_argument_and_file_errors(connect_runs, tmp_path, capsys):
+    sgd = str(connect_runs["sgd"] / "checkpoint.pth")
     torch.save(load_checkpoint(sgd)["model"], tmp_path / "bare.pth")
     assert connect.main([sgd, str(tmp_path / "bare.pth")]) == 2
     assert "holds no training config" in capsys.readouterr().err

@@ -282,10 +282,10 @@ def test_bad_values_give_one_line(tmp_path, override, message):
 # ------------------------------------------------------------------- presets at tiny size
 
 
-@pytest.mark.xdist_group("presets")
+@pytest.mark.xdist_group("preset_runs")
 def test_tests_sharing_a_costly_fixture_share_a_worker(request):
     """`make test` runs --dist loadgroup: conftest groups the users of preset_runs, or both workers build it."""
-    grouped = request.node.nodeid.endswith("@presets")
+    grouped = request.node.nodeid.endswith("@preset_runs")
     assert grouped or not getattr(request.config.option, "loadgroup", False), (
         "pytest-xdist ignored xdist_group (pytest 9 with xdist 3.8 does): install the versions pyproject.toml pins")
 
