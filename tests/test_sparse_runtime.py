@@ -339,6 +339,31 @@ def test_planned_runtime_copies_and_pickles(tmp_path):
         assert not close(clone(x), want) and close(rt(x), want)
 
 
+def test_planned_runtime_runs_from_several_threads_at_once():
+    """Calls from four threads at once on different inputs: each gets its own output (the direct kernel's padded
+    input buffer is per thread; one shared buffer mixed the threads' inputs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, shape, _, _ = sparse_model("keras_cnn")
+    rt = convert(model)
+    rt.cache_enabled = False
+    torch.manual_seed(3)
+    inputs = [torch.randn(2, *shape) for _ in range(4)]
+    with torch.no_grad():
+        rt.plan(inputs[0], rounds=1, budget_s=0.01, e2e_rounds=1, e2e_budget_s=0.01)
+        for _, op in rt.planned_ops():
+            if op.supports("direct"):
+                op.set_choice(inputs[0].shape, torch.get_num_threads(), "direct")
+        rt._routes[(inputs[0].shape, torch.get_num_threads())] = rt.module  # the C kernels, whatever was timed
+        wants = [model(x) for x in inputs]
+
+        def calls(i):
+            return all(close(rt(inputs[i]), wants[i]) for _ in range(30))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(calls, range(4)))
+
+
 def test_other_dtypes_run_as_in_pytorch():
     """A shape planned on float32 and then given float64: PyTorch's result (or PyTorch's error), never the float32
     kernels reading float64 memory."""

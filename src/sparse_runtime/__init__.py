@@ -27,6 +27,9 @@ dense, and times the plan against those only when some operation went sparse). C
 thread count,
 layer, sparsity pattern and input shape (:mod:`src.sparse_runtime.plan`, ``$GRDA_SPARSE_PLAN``); a layer without
 zeros is dense without timing. A model that fx cannot trace is converted module by module, without folding.
+
+Threads: planned shapes may run from several Python threads at once (the layers keep one work buffer per calling
+thread); planning (a new shape's first call, :meth:`SparseModel.plan`) must not overlap other calls.
 """
 
 from __future__ import annotations

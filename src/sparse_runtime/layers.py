@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import threading
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -457,7 +458,7 @@ class SparseConv2d(SparseLayer):
         geo = {
             "ho": ho, "wo": wo, "hq": hq, "wq": wq, "nph": nph, "npw": npw, "in_place": in_place,
             "rowptr": rowptr, "off": off.to(torch.int32).contiguous(), "val": val, "copies": copies,
-            "per_sample": nph * npw * c * plane, "buffer": None,
+            "per_sample": nph * npw * c * plane, "buffers": {},
         }
         if off.numel() and int(off.max()) + (ho - 1) * wq + wo > geo["per_sample"]:
             raise AssertionError("sparse conv geometry reads outside its buffer")  # a bug, never the user's input
@@ -469,10 +470,11 @@ class SparseConv2d(SparseLayer):
         if geo["in_place"]:
             return x.contiguous()
         (sh, sw) = self.stride
-        buf = geo["buffer"]
+        thread = threading.get_ident()  # one buffer per calling thread: calls from several threads never share one
+        buf = geo["buffers"].get(thread)
         if buf is None:  # zero borders once; each call rewrites only the interior
             n, c = x.shape[0], self.in_channels
-            buf = geo["buffer"] = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
+            buf = geo["buffers"][thread] = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
         for a, b, r0, r1, q0, q1, x0, y0 in geo["copies"]:
             buf[:, a, b, :, r0:r1, q0:q1] = x[:, :, x0:x0 + sh * (r1 - r0 - 1) + 1:sh, y0:y0 + sw * (q1 - q0 - 1) + 1:sw]
         return buf
