@@ -233,10 +233,10 @@ def build_initial_model(cfg: Any, num_classes: int, input_shape: Sequence[int]) 
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg.model, num_classes=num_classes, input_shape=tuple(input_shape))
     if cfg.model.init_from:
-        from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights
+        from src.checkpoint import load_weights_from
 
         path = Path(str(cfg.model.init_from)).expanduser().resolve()
-        load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)
+        load_weights_from(model, path)
     return model
 
 

@@ -127,3 +127,8 @@ def load_model_weights(model: nn.Module, state_dict: Mapping[str, Tensor], path:
     if unexpected:
         raise CheckpointError(f"'{path}' does not fit this model: unexpected key '{unexpected[0]}' (is it from another model?)")
     target.load_state_dict(state_dict, strict=True)
+
+
+def load_weights_from(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load ``model``'s weights from the checkpoint file at ``path`` (model.init_from): any error names the file."""
+    load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
 from src import config as _config  # noqa: F401  (registers the schema and resolvers)
-from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, save_atomic, write_text_atomic
+from src.checkpoint import load_model_weights, load_weights_from, save_atomic, write_text_atomic
 from src.data import build_datasets
 from src.data.common import InMemoryImageDataset
 from src.errors import UserError
@@ -192,7 +192,7 @@ def build_training_model(cfg: DictConfig, bundle, device: torch.device) -> nn.Mo
     model = build_model(cfg.model, num_classes=bundle.num_classes, input_shape=tuple(bundle.input_shape))
     if cfg.model.init_from:
         path = to_absolute(cfg.model.init_from)
-        load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)
+        load_weights_from(model, path)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     return model

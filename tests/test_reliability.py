@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, save_atomic
+from src.checkpoint import load_checkpoint, load_weights_from, save_atomic
 from src.config import ModelConfig
 from src.errors import CheckpointError
 from src.models import build_model
@@ -165,7 +165,7 @@ def digits_mlp(hidden=(128, 128)):
 def init_mlp_from(path, hidden=(128, 128)):
     """What train.py does with model.init_from, in-process: the digits MLP loaded from ``path``."""
     model = digits_mlp(hidden)
-    load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)
+    load_weights_from(model, path)
     return model
 
 
