@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
+import pickle
 import subprocess
 import sys
 import warnings
+import weakref
 from pathlib import Path
 
 import pytest
@@ -358,10 +361,23 @@ def test_planned_runtime_runs_from_several_threads_at_once():
         wants = [model(x) for x in inputs]
 
         def calls(i):
-            return all(close(rt(inputs[i]), wants[i]) for _ in range(30))
+            ok = all(close(rt(inputs[i]), wants[i]) for _ in range(30))
+            return ok, [weakref.ref(buf) for buf in padded_buffers(rt)]
 
         with ThreadPoolExecutor(4) as pool:
-            assert all(pool.map(calls, range(4)))
+            results = list(pool.map(calls, range(4)))
+        assert all(ok for ok, _ in results)
+        gc.collect()
+        buffers = [ref for _, refs in results for ref in refs]
+        assert buffers and all(ref() is None for ref in buffers)  # freed with their threads, not kept forever
+        clone = pickle.loads(pickle.dumps(rt))  # a pickle carries no thread's buffer and runs on its own
+        assert not padded_buffers(clone) and close(clone(inputs[1]), wants[1])
+
+
+def padded_buffers(rt):
+    """The calling thread's padded-input buffers of every direct conv in ``rt``."""
+    geos = [geo for _, op in rt.planned_ops() for geo in op._prepared.values() if isinstance(geo, dict)]
+    return [geo["buffer"].tensor for geo in geos if "buffer" in geo and geo["buffer"].tensor is not None]
 
 
 def test_other_dtypes_run_as_in_pytorch():

@@ -62,6 +62,16 @@ def _rows(weight2d: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return rowptr, cols, weight2d[rows, cols].contiguous()
 
 
+class _PerThreadBuffer(threading.local):
+    """The direct kernel's padded-input buffer, one per calling thread and freed with it; copies and pickles start
+    empty (each thread of the copy zeroes its own on first use)."""
+
+    tensor: Optional[Tensor] = None
+
+    def __reduce__(self):
+        return (_PerThreadBuffer, ())
+
+
 class PlannedOp(nn.Module):
     """An operation with several implementations; runs ``choices[(input shape, threads)]`` (default ``dense``)."""
 
@@ -458,7 +468,7 @@ class SparseConv2d(SparseLayer):
         geo = {
             "ho": ho, "wo": wo, "hq": hq, "wq": wq, "nph": nph, "npw": npw, "in_place": in_place,
             "rowptr": rowptr, "off": off.to(torch.int32).contiguous(), "val": val, "copies": copies,
-            "per_sample": nph * npw * c * plane, "buffers": {},
+            "per_sample": nph * npw * c * plane, "buffer": _PerThreadBuffer(),
         }
         if off.numel() and int(off.max()) + (ho - 1) * wq + wo > geo["per_sample"]:
             raise AssertionError("sparse conv geometry reads outside its buffer")  # a bug, never the user's input
@@ -470,11 +480,10 @@ class SparseConv2d(SparseLayer):
         if geo["in_place"]:
             return x.contiguous()
         (sh, sw) = self.stride
-        thread = threading.get_ident()  # one buffer per calling thread: calls from several threads never share one
-        buf = geo["buffers"].get(thread)
+        buf = geo["buffer"].tensor  # this thread's: calls from several threads never share one
         if buf is None:  # zero borders once; each call rewrites only the interior
             n, c = x.shape[0], self.in_channels
-            buf = geo["buffers"][thread] = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
+            buf = geo["buffer"].tensor = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
         for a, b, r0, r1, q0, q1, x0, y0 in geo["copies"]:
             buf[:, a, b, :, r0:r1, q0:q1] = x[:, :, x0:x0 + sh * (r1 - r0 - 1) + 1:sh, y0:y0 + sw * (q1 - q0 - 1) + 1:sw]
         return buf
