@@ -20,8 +20,8 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
 
 Each run lives in RUNS_DIR/cifar10_keras_cnn/SETTING/SLUG and resumes from its last finished epoch when the same
 command runs again; a larger --epochs continues a finished run (the lr schedule is constant). On two cores,
-`--parallel 2 --step 5` (two runs at a time, one thread each, every run advancing five epochs per turn) keeps the
-curves at the same length and wastes less to sharing: here two runs at a time took 190-220 s an epoch each, eight at
+`--parallel 2 --step 5` (two runs at a time, one thread each, every run advancing five epochs per turn; a freed
+lane takes the run furthest behind) keeps the curves at about the same length and wastes less to sharing: here two runs at a time took 190-220 s an epoch each, eight at
 once 17-45 minutes for an epoch of all eight (127-340 s per run-epoch). `collect` writes every
 finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction).
 """
@@ -32,7 +32,7 @@ import argparse
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -113,13 +113,41 @@ def launch(args) -> int:
         return code
 
     runs = selected(args)
-    for target in targets(args.epochs, args.step):
-        todo = [r for r in runs if epochs_done(run_dir(args.runs_dir, r[0], r[1])) < target]
-        with ThreadPoolExecutor(args.parallel) as pool:
-            codes = list(pool.map(lambda run: one(run, target), todo))
-        if any(codes):
-            return 1
-    return 0
+    lock, busy, failed = threading.Lock(), set(), set()
+
+    def next_job():
+        """The run furthest behind (legend order among equals) that no lane is running, and its next target."""
+        with lock:
+            waiting = [(epochs_done(run_dir(args.runs_dir, r[0], r[1])), i) for i, r in enumerate(runs)
+                       if i not in busy and i not in failed]
+            waiting = [(done, i) for done, i in waiting if done < args.epochs]
+            if not waiting:
+                return None
+            done, i = min(waiting)
+            busy.add(i)
+            return i, next(t for t in targets(args.epochs, args.step) if t > done)
+
+    def lane() -> None:
+        while (job := next_job()) is not None:
+            i, target = job
+            run = runs[i]
+            code = one(run, target)
+            reached = epochs_done(run_dir(args.runs_dir, run[0], run[1]))
+            if code == 0 and reached < target:
+                print(f"{run[2]} [{run[0]}]: stopped at epoch {reached} before {target}, not launched again; see "
+                      f"{run_dir(args.runs_dir, run[0], run[1])}/console.log", flush=True)
+            with lock:
+                busy.discard(i)
+                if code or reached < target:  # a run that does not advance is not launched again
+                    failed.add(i)
+
+    # Each lane takes the next job as soon as its run ends: no core waits for the slowest run of a turn.
+    lanes = [threading.Thread(target=lane) for _ in range(max(1, args.parallel))]
+    for t in lanes:
+        t.start()
+    for t in lanes:
+        t.join()
+    return 1 if failed else 0
 
 
 def collect(args) -> int:
@@ -151,8 +179,9 @@ def main() -> int:
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
     run_p.add_argument("--step", type=int, default=0,
-                       help="advance the runs this many epochs at a time, in turns, so that with few cores they all "
-                            "reach epoch 10, 20, ... together (default 0: each run straight to --epochs)")
+                       help="advance a run this many epochs at a time, always the run furthest behind next, so that "
+                            "with few cores they all reach epoch 10, 20, ... at about the same time (default 0: each "
+                            "run straight to --epochs)")
     run_p.add_argument("--data-root", default="../shared/data/cifar10")
     run_p.add_argument("--nice", type=int, default=0, help="lower the runs' CPU priority by this much (default: none)")
     run_p.add_argument("--only", nargs="*", help="labels or slugs of the runs to launch (default: all)")

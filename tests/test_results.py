@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -199,7 +202,8 @@ def test_keras_figure_runs_settings():
 
 
 def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
-    """--step: every run goes to epoch 5, then 10, ... (two at a time); a run already there is not relaunched."""
+    """--step: every run goes to epoch 5, then 10, ... (two lanes, each taking the run furthest behind); a run already
+    there is not relaunched; a run that fails or does not advance is not relaunched, and the others go on."""
     import argparse
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -210,22 +214,30 @@ def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
     ahead.mkdir(parents=True)
     pd.DataFrame({"epoch": range(1, 8)}).to_csv(ahead / "metrics.csv", index=False)  # 7 epochs done
     assert runs.epochs_done(ahead) == 7 and runs.epochs_done(tmp_path / "none") == 0
-    launched = []
-
-    class Done:
-        returncode = 0
+    launched, running = [], set()
 
     def fake_run(cmd, **kwargs):
-        epochs = next(a for a in cmd if a.startswith("trainer.epochs="))
-        launched.append((next(a for a in cmd if a.startswith("hydra.run.dir=")).rsplit("/", 1)[1], epochs))
-        return Done()
+        """A train.py that reaches its epochs (adagrad fails at once, grda_mu0.3 exits 0 without training)."""
+        epochs = int(next(a for a in cmd if a.startswith("trainer.epochs=")).split("=")[1])
+        out = Path(next(a for a in cmd if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        assert out.name not in running  # one lane per run at a time
+        running.add(out.name)
+        time.sleep(0.02)
+        launched.append((out.name, epochs))
+        if out.name not in ("adagrad", "grda_mu0.3"):
+            pd.DataFrame({"epoch": range(1, epochs + 1)}).to_csv(out / "metrics.csv", index=False)
+        running.discard(out.name)
+        return types.SimpleNamespace(returncode=int(out.name == "adagrad"))
 
     monkeypatch.setattr(runs.subprocess, "run", fake_run)
     args = argparse.Namespace(setting="figure", only=["sgd", "adam"], epochs=12, step=5, parallel=2, nice=0,
                               runs_dir=tmp_path, data_root="data")
     assert runs.launch(args) == 0
-    assert sorted(launched) == sorted([("adam", "trainer.epochs=5"), ("sgd", "trainer.epochs=10"),
-                                       ("adam", "trainer.epochs=10"), ("sgd", "trainer.epochs=12"),
-                                       ("adam", "trainer.epochs=12")])
+    assert sorted(launched) == sorted([("adam", 5), ("sgd", 10), ("adam", 10), ("sgd", 12), ("adam", 12)])
+    assert launched.index(("adam", 5)) < launched.index(("adam", 10))  # each run's turns in order
+    launched.clear()
+    args.only, args.epochs = ["sgd", "adagrad", "grda_mu0.3"], 15
+    assert runs.launch(args) == 1  # a failed or stuck run is launched once, the others go on to the end
+    assert sorted(launched) == [("adagrad", 5), ("grda_mu0.3", 5), ("sgd", 15)]
     threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared by the runs at once
     assert f"trainer.threads={threads}" in runs.command(args, "figure", "sgd", [], 5)
