@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import os
+import socket
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import IO, Any, Dict, List, Optional
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not guarded against a second process
+    fcntl = None
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -18,8 +26,10 @@ CHECKPOINT = "checkpoint.pth"
 SUMMARY = "summary.json"
 SPARSE_EXPORT = "model.sparse.safetensors"  # the final weights, zeros not stored (src/sparse_export.py)
 METRICS = "metrics.csv"
+LOCK = ".lock"  # held (flock) by the process training in the directory; says which one
 
-
+log = logging.getLogger("train")
+_claimed: Dict[Path, IO[str]] = {}  # run directories this process holds, and their open lock files
 
 def flat_config(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out = {}
@@ -71,7 +81,41 @@ def prepare_run_dir(is_main: bool) -> Path:
             probe.unlink()
         except OSError as e:
             raise UserError(f"run directory '{run_dir}' is not writable ({e.strerror}); set hydra.run.dir=PATH") from None
+        claim_run_dir(run_dir)
     return run_dir
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Hold ``run_dir`` until release_run_dirs() or this process ends: a second process on it (the same command
+    started twice, a job resubmitted while its first copy still runs) stops with one line instead of interleaving
+    checkpoints. An flock on RUN_DIR/.lock, which the kernel drops when the holder dies, however it dies."""
+    run_dir = run_dir.resolve()
+    if fcntl is None or run_dir in _claimed:
+        return
+    lock = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise UserError(f"run directory '{run_dir}' is in use by {holder}; wait for that run to end (the same command "
+                        "then resumes from its checkpoint) or set another hydra.run.dir") from None
+    except OSError as e:  # a file system without locks (some network mounts): train, unguarded
+        lock.close()
+        log.warning(f"cannot lock '{run_dir / LOCK}' ({e.strerror}): nothing stops a second run in this directory")
+        return
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    _claimed[run_dir] = lock
+
+
+def release_run_dirs() -> None:
+    """Let other processes train in the run directories this process held (the lock file stays)."""
+    while _claimed:
+        _claimed.popitem()[1].close()
 
 
 def resume_state(run_dir: Path, cfg_dict: Dict[str, Any], cfg: DictConfig) -> Optional[Dict[str, Any]]:

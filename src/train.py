@@ -42,7 +42,8 @@ from src.optimizers import build_optimizer, describe, effective_lr
 from src.pruning import build_pruner, log_l2_over_l1
 from src.schedule import build_scheduler
 from src.sparse_export import export_sparse
-from src.run_dir import CHECKPOINT, SPARSE_EXPORT, SUMMARY, prepare_run_dir, resume_state, write_metrics
+from src.run_dir import (CHECKPOINT, SPARSE_EXPORT, SUMMARY, prepare_run_dir, release_run_dirs, resume_state,
+                         write_metrics)
 from src.sparsity import layer_sparsity, summarize
 
 log = logging.getLogger("train")
@@ -633,6 +634,8 @@ def main(cfg: DictConfig) -> Optional[float]:
             )
             os._exit(3)  # skip atexit/NCCL teardown, which can hang on a broken group
         raise
+    finally:
+        release_run_dirs()
     # Returned for Hydra sweepers (e.g. an Optuna sweep maximising accuracy).
     return summary.get("test_acc") if summary else None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -203,6 +205,46 @@ def test_corrupt_run_checkpoint_is_reported_not_overwritten(tmp_path):
     proc = train(tmp_path, "trainer.epochs=1", check=False)
     one_line_error(proc, "checkpoint.pth", "not a readable PyTorch checkpoint")
     assert (tmp_path / "checkpoint.pth").read_bytes() == b"garbage"
+
+
+def hold_lock(run_dir: Path, holder: str):
+    """The run directory's lock, held as another process's run would hold it (its own open file)."""
+    import fcntl
+
+    lock = open(run_dir / ".lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.write(holder + "\n")
+    lock.flush()
+    return lock
+
+
+def test_run_directory_in_use_is_refused_and_left_alone(tmp_path):
+    """A second `src/train.py` on a directory another process is training in stops with one line naming that
+    process, and touches nothing saved there."""
+    (tmp_path / "checkpoint.pth").write_bytes(b"the other run's checkpoint")
+    with hold_lock(tmp_path, "pid 4242 on node7"):
+        proc = train(tmp_path, "trainer.epochs=1", check=False)
+    one_line_error(proc, str(tmp_path), "in use by pid 4242 on node7", "hydra.run.dir")
+    assert (tmp_path / "checkpoint.pth").read_bytes() == b"the other run's checkpoint"
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_run_directory_claim_lasts_until_released(tmp_path):
+    from src.errors import UserError
+    from src.run_dir import claim_run_dir, release_run_dirs
+
+    with hold_lock(tmp_path, "pid 1 on elsewhere"):
+        with pytest.raises(UserError, match="in use by pid 1 on elsewhere"):
+            claim_run_dir(tmp_path)
+    try:
+        claim_run_dir(tmp_path)
+        claim_run_dir(tmp_path)  # the same process again (an in-process sweep, a test): already ours
+        assert (tmp_path / ".lock").read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
+        with pytest.raises(BlockingIOError):  # anyone else is kept out meanwhile
+            hold_lock(tmp_path, "intruder")
+    finally:
+        release_run_dirs()
+    hold_lock(tmp_path, "next run").close()  # released: the next run may take it
 
 
 def test_unwritable_run_directory(tmp_path):
