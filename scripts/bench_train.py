@@ -108,7 +108,7 @@ def interleaved_loops(args) -> None:
     tensorboard = tempfile.TemporaryDirectory(prefix="bench_train_tb_")
     setups = {}
     for kind in ("harness", "bare"):
-        for optim in OPTIMS:
+        for optim in args.optims:
             cfg, bundle, model, optimizer = build_run(harness_overrides(args, optim) + [
                 "trainer.workers=0", "trainer.progress=false", f"trainer.max_steps_per_epoch={args.chunk}"])
             loader = build_loaders(cfg, bundle, world, device)[0]
@@ -182,7 +182,7 @@ def run_bare(args, optim: str) -> dict:
 
 def run_interleaved(args) -> dict:
     cmd = [sys.executable, __file__, "--child-interleaved", "--setup", args.setup, "--batch-size", str(args.batch_size),
-           "--steps", str(args.steps), "--chunk", str(args.chunk)]
+           "--steps", str(args.steps), "--chunk", str(args.chunk), "--optims", *args.optims]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
@@ -214,7 +214,12 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=20, help="steps per turn in the interleaved measurement")
     parser.add_argument("--child-interleaved", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optim", default="sgd", help=argparse.SUPPRESS)
+    parser.add_argument("--optims", nargs="+", choices=list(OPTIMS), default=list(OPTIMS),
+                        help="the optimizers to measure (default: all three); the report compares gRDA with SGD")
     args = parser.parse_args()
+    if not {"sgd", "grda"} <= set(args.optims):
+        parser.error(f"--optims must include sgd and grda (the report compares them), got {' '.join(args.optims)}")
+    args.optims = [o for o in OPTIMS if o in args.optims]  # one order, whatever the command line's
     if args.steps < 2 * args.chunk and not args.child_bare:
         parser.error(f"--steps ({args.steps}) must be at least twice --chunk ({args.chunk}): one turn warms up")
     if args.child_bare:
@@ -229,7 +234,7 @@ def main() -> int:
         if args.setup == "resnet50" and not args.data_root:
             make_imagenet_like(tmp / "imagenet", n=max(32, args.steps * args.batch_size))
             args.data_root = str(tmp / "imagenet")
-        results = {(kind, optim): [] for kind in ("harness", "bare") for optim in OPTIMS}
+        results = {(kind, optim): [] for kind in ("harness", "bare") for optim in args.optims}
         order = list(results)
         shuffle = random.Random(0).shuffle
         for _ in range(args.rounds):
@@ -251,20 +256,23 @@ def main() -> int:
         + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
         "",
         f"## Interleaved in one process ({rounds_together} timed turns of {args.chunk} steps per variant, after one "
-        "warm-up turn; the six variants in a new order each round, each on its own model copy and data loader; data "
+        f"warm-up turn; the {2 * len(args.optims)} variants in a new order each round, each on its own model copy and data loader; data "
         "loading timed, no worker processes)",
         "",
         "| optimizer | harness img/s | bare loop img/s | harness / bare loop |",
         "|---|---:|---:|---:|",
     ]
-    for optim in OPTIMS:
+    for optim in args.optims:
         h, b = t[f"harness/{optim}"], t[f"bare/{optim}"]
         lines.append(f"| {optim} | {h:.1f} | {b:.1f} | {h / b:.3f} |")
     lines += [
         "",
         f"- gRDA / SGD: harness {t['harness/grda'] / t['harness/sgd']:.3f}, bare loop {t['bare/grda'] / t['bare/sgd']:.3f}",
-        f"- gRDA / SGD momentum: harness {t['harness/grda'] / t['harness/sgd_momentum']:.3f}, "
-        f"bare loop {t['bare/grda'] / t['bare/sgd_momentum']:.3f}",
+    ]
+    if "sgd_momentum" in args.optims:
+        lines.append(f"- gRDA / SGD momentum: harness {t['harness/grda'] / t['harness/sgd_momentum']:.3f}, "
+                     f"bare loop {t['bare/grda'] / t['bare/sgd_momentum']:.3f}")
+    lines += [
         "",
         f"## Separate processes (median over {args.rounds} rounds of {args.steps} steps each; the variants in a new order "
         "each round; the harness is a whole `src/train.py` run)",
@@ -285,9 +293,11 @@ def main() -> int:
         f"{round_ratio('harness'):.3f} (median of the rounds' ratios)",
         f"- gRDA / SGD throughput, bare loop: {ratio(('bare', 'grda'), ('bare', 'sgd')):.3f} (ratio of medians); "
         f"{round_ratio('bare'):.3f} (median of the rounds' ratios)",
-        "- harness / bare loop: " + "; ".join(f"{o} {ratio(('harness', o), ('bare', o)):.3f}" for o in OPTIMS),
-        f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, bare loop {extra_mb('bare'):+.0f} MB",
+        "- harness / bare loop: " + "; ".join(f"{o} {ratio(('harness', o), ('bare', o)):.3f}" for o in args.optims),
     ]
+    if "sgd_momentum" in args.optims:
+        lines.append(f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, "
+                     f"bare loop {extra_mb('bare'):+.0f} MB")
     text = "\n".join(lines)
     print(text)
     if args.out:

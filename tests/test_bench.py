@@ -35,13 +35,17 @@ def test_bench_train_writes_its_table(tmp_path):
     make_cifar_folder(tmp_path / "cifar", n_train=4, n_test=2)
     out = tmp_path / "train.md"
     cmd = [sys.executable, "scripts/bench_train.py", "--setup", "keras_cnn", "--data-root", str(tmp_path / "cifar"),
-           "--batch-size", "2", "--steps", "4", "--chunk", "2", "--rounds", "1", "--out", str(out)]
+           "--batch-size", "2", "--steps", "4", "--chunk", "2", "--rounds", "1", "--out", str(out),
+           "--optims", "grda", "sgd"]  # SGD with momentum left out: five processes, not seven
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     interleaved, separate = text.split("## Separate processes")
-    for optim in ("sgd", "sgd_momentum", "grda"):
+    for optim in ("sgd", "grda"):
         assert f"| {optim} | " in interleaved
         for loop in ("harness", "bare"):
             assert f"| {loop} | {optim} |" in separate
+    assert "sgd_momentum" not in text and "the 4 variants" in text
     assert "- gRDA / SGD: harness " in text and "gRDA / SGD throughput, harness:" in text
+    refused = subprocess.run(cmd[:-2] + ["grda", "sgd_momentum"], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--optims must include sgd and grda" in refused.stderr
