@@ -256,8 +256,8 @@ def main() -> int:
         + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
         "",
         f"## Interleaved in one process ({rounds_together} timed turns of {args.chunk} steps per variant, after one "
-        f"warm-up turn; the {2 * len(args.optims)} variants in a new order each round, each on its own model copy and data loader; data "
-        "loading timed, no worker processes)",
+        f"warm-up turn; the {2 * len(args.optims)} variants in a new order each round, each on its own model copy and "
+        "data loader; data loading timed, no worker processes)",
         "",
         "| optimizer | harness img/s | bare loop img/s | harness / bare loop |",
         "|---|---:|---:|---:|",

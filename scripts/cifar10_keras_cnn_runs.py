@@ -21,9 +21,9 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
 Each run lives in RUNS_DIR/cifar10_keras_cnn/SETTING/SLUG and resumes from its last finished epoch when the same
 command runs again; a larger --epochs continues a finished run (the lr schedule is constant). On two cores,
 `--parallel 2 --step 5` (two runs at a time, one thread each, every run advancing five epochs per turn; a freed
-lane takes the run furthest behind) keeps the curves at about the same length and wastes less to sharing: here two runs at a time took 190-220 s an epoch each, eight at
-once 17-45 minutes for an epoch of all eight (127-340 s per run-epoch). `collect` writes every
-finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction).
+lane takes the run furthest behind) keeps the curves at about the same length and wastes less to sharing: here two
+runs at a time took 190-220 s an epoch each, eight at once 17-45 minutes for an epoch of all eight (127-340 s per
+run-epoch). `collect` writes every finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction).
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ def launch(args) -> int:
     def next_job():
         """The run furthest behind (legend order among equals) that no lane is running, and its next target."""
         with lock:
-            waiting = [(epochs_done(run_dir(args.runs_dir, r[0], r[1])), i) for i, r in enumerate(runs)
-                       if i not in busy and i not in failed]
-            waiting = [(done, i) for done, i in waiting if done < args.epochs]
+            done_by_run = {i: epochs_done(run_dir(args.runs_dir, r[0], r[1])) for i, r in enumerate(runs)
+                           if i not in busy and i not in failed}
+            waiting = [(done, i) for i, done in done_by_run.items() if done < args.epochs]
             if not waiting:
                 return None
             done, i = min(waiting)
@@ -130,12 +130,12 @@ def launch(args) -> int:
     def lane() -> None:
         while (job := next_job()) is not None:
             i, target = job
-            run = runs[i]
+            run, out = runs[i], run_dir(args.runs_dir, runs[i][0], runs[i][1])
             code = one(run, target)
-            reached = epochs_done(run_dir(args.runs_dir, run[0], run[1]))
+            reached = epochs_done(out)
             if code == 0 and reached < target:
                 print(f"{run[2]} [{run[0]}]: stopped at epoch {reached} before {target}, not launched again; see "
-                      f"{run_dir(args.runs_dir, run[0], run[1])}/console.log", flush=True)
+                      f"{out}/console.log", flush=True)
             with lock:
                 busy.discard(i)
                 if code or reached < target:  # a run that does not advance is not launched again

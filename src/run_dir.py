@@ -31,6 +31,7 @@ LOCK = ".lock"  # held (flock) by the process training in the directory; says wh
 log = logging.getLogger("train")
 _claimed: Dict[Path, IO[str]] = {}  # run directories this process holds, and their open lock files
 
+
 def flat_config(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out = {}
     for k, v in cfg.items():
