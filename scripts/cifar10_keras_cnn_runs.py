@@ -23,7 +23,8 @@ command runs again; a larger --epochs continues a finished run (the lr schedule 
 `--parallel 2 --step 5` (two runs at a time, one thread each, every run advancing five epochs per turn; a freed
 lane takes the run furthest behind) keeps the curves at about the same length and wastes less to sharing: here two
 runs at a time took 190-220 s an epoch each, eight at once 17-45 minutes for an epoch of all eight (127-340 s per
-run-epoch). `collect` writes every finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction).
+run-epoch). `collect` writes every finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio
+(test_acc as a fraction).
 """
 
 from __future__ import annotations
