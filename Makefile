@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
 EPOCHS ?= 100
-# Where the long Keras-CNN runs live (keep them outside a work tree that may be laid anew)
-RUNS ?= runs
+# Where the long Keras-CNN runs live: outside the work tree, so a fresh clone (or the next session) finds and resumes them
+RUNS ?= $(HOME)/grda-runs
 PARALLEL ?= 2
 STEP ?= 5
 SEED_EPOCHS ?= 30

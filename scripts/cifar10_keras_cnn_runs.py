@@ -3,8 +3,8 @@
 
     python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|all] [--epochs 100] [--parallel 2]
                                                  [--step 5]
-                                                 [--runs-dir runs] [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir runs] [--out results/cifar10_keras_cnn_curves.csv]
+                                                 [--runs-dir ~/grda-runs] [--data-root ../shared/data/cifar10] [--only LABEL ...]
+    python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir ~/grda-runs] [--out results/cifar10_keras_cnn_curves.csv]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
@@ -189,7 +189,7 @@ def main() -> int:
     col_p = sub.add_parser("collect", help="write the per-epoch curves of every run found")
     col_p.add_argument("--out", type=Path, default=ROOT / "results" / "cifar10_keras_cnn_curves.csv")
     for p in (run_p, col_p):
-        p.add_argument("--runs-dir", type=lambda s: Path(s).expanduser().absolute(), default=ROOT / "runs")
+        p.add_argument("--runs-dir", type=lambda s: Path(s).expanduser().absolute(), default=Path.home() / "grda-runs")
     args = parser.parse_args()
     return launch(args) if args.verb == "run" else collect(args)
 

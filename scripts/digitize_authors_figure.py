@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Digitise the authors' two Keras-CNN CIFAR-10 figures (test accuracy, nonzero-weight ratio) into numbers.
 
-    .venv/bin/python scripts/digitize_authors_figure.py [--reference /work/shared/reference] [--out results]
+    .venv/bin/python scripts/digitize_authors_figure.py [--reference ../shared/reference] [--out results]
                                                         [--no-check]
 
 Reads cifar_cnn_acc_test_multiopt.png and cifar_cnn_nonzero_weights_multiopt.png (matplotlib PNGs, legend inside
@@ -755,11 +755,16 @@ def write_report(readings: list[FigureReading], table: pd.DataFrame, out: Path, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, default=Path("/work/shared/reference"))
+    parser.add_argument("--reference", type=Path, default=Path("../shared/reference"))
     parser.add_argument("--out", type=Path, default=REPO / "results")
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                         help="redraw the digitised points on the figures (results/figures/)")
     args = parser.parse_args(argv)
+    missing = [spec.filename for spec in FIGURES if not (args.reference / spec.filename).is_file()]
+    if missing:
+        print(f"error: {', '.join(missing)} not found in {args.reference}; pass --reference DIR, the folder that "
+              "holds the authors' two PNGs", file=sys.stderr)
+        return 2
     readings = []
     for spec in FIGURES:
         path = args.reference / spec.filename

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping
@@ -21,17 +21,15 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
 
     A crash at any point leaves either the old file or the new one, never a partial file; leftover
     temp files of earlier crashes are removed first. The file gets the mode the user's umask gives a new file
-    (mkstemp makes 0600, which would hide a run's results from the rest of a lab group).
+    (not mkstemp's 0600, which would hide a run's results from the rest of a lab group).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temp_file(path)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -41,10 +39,15 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
     _fsync_dir(path.parent)
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
+def _new_temp_file(path: Path) -> str:
+    """An empty, new temp file beside ``path``, created 0666 less the umask (read race-free by the kernel)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
 
 
 def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> None:

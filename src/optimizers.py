@@ -59,7 +59,8 @@ def describe(cfg: Any, lr: float, note: str) -> Dict[str, Any]:
         if cfg.accumulator_init == "uniform":
             out.update(accumulator_range=float(cfg.accumulator_range), accumulator_seed=int(cfg.accumulator_seed))
     if cfg.name.startswith("sgd"):
-        out.update(momentum=float(cfg.momentum), nesterov=bool(cfg.nesterov))
+        # what was built: Nesterov without momentum is plain SGD (as in Keras)
+        out.update(momentum=float(cfg.momentum), nesterov=bool(cfg.nesterov) and float(cfg.momentum) > 0)
     if note:
         out["lr_note"] = note
     return out

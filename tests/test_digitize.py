@@ -105,3 +105,10 @@ def test_wrong_tick_values_would_be_caught(synthetic):
 def test_calibration_refuses_a_wrong_tick_count():
     with pytest.raises(ValueError, match="found 4 tick marks"):
         dig.calibrate(np.array([10.0, 20.0, 30.0, 40.0]), (0, 20, 40, 60, 80, 100), "x")
+
+
+def test_missing_reference_figures_give_one_line(tmp_path, capsys):
+    assert dig.main(["--reference", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--reference" in err and "cifar_cnn_acc_test_multiopt.png" in err
+    assert not (tmp_path / "out").exists()  # nothing written

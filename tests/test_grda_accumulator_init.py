@@ -56,6 +56,27 @@ def test_uniform_start_matches_closed_form(impl):
         assert (want == 0).any() and (want != 0).any(), "the case must exercise both branches"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs where one is lent)")
+@pytest.mark.parametrize("impl", ["auto", "fused", "foreach", "reference"])
+def test_uniform_start_on_cuda_matches_closed_form(impl):
+    """The same documented draw on the GPU (Triton kernel for auto/fused): the start does not depend on the device."""
+    rng = np.random.default_rng(2)
+    shapes = [(64, 9), (64,)]
+    grads = [[rng.normal(scale=0.2, size=s) for s in shapes] for _ in range(20)]
+    lr, c, mu, bound, seed = 0.05, 0.3, 0.6, 0.1, 11
+    params = [torch.nn.Parameter(torch.randn(s, device="cuda")) for s in shapes]
+    opt = GRDA(params, lr=lr, c=c, mu=mu, impl=impl, accumulator_init="uniform", accumulator_range=bound,
+               accumulator_seed=seed)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = torch.tensor(g, dtype=torch.float32, device="cuda")
+        opt.step()
+    for i, (p, s) in enumerate(zip(params, shapes)):
+        want = numpy_closed_form(documented_start(s, bound, seed + i), [g[i] for g in grads], lr, c, mu)
+        np.testing.assert_allclose(p.detach().double().cpu().numpy(), want, atol=2e-6)
+        assert (want == 0).any() and (want != 0).any(), "the case must exercise both branches"
+
+
 def test_initial_weights_do_not_matter_and_weights_start_does():
     shapes = [(30, 20)]
     grads = [[np.full(shapes[0], 0.01)] for _ in range(3)]

@@ -290,12 +290,14 @@ def test_c_zero_equals_sgd():
 # ---------------------------------------------------------------- (d) save / load_model
 
 
-def test_state_survives_save_and_load(tmp_path):
+@pytest.mark.parametrize("start", [{}, dict(accumulator_init="uniform", accumulator_range=0.2, accumulator_seed=5)],
+                         ids=["weights", "uniform"])
+def test_state_survives_save_and_load(tmp_path, start):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 5)).astype("float32")
     y = rng.normal(size=(16, 3)).astype("float32")
     model = _regression_model(1)
-    model.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6), loss="mse")
+    model.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6, **start), loss="mse")
     model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     assert any(np.sum(w == 0) for w in model.get_weights()), "the check should cover exact zeros"
 
@@ -304,6 +306,7 @@ def test_state_survives_save_and_load(tmp_path):
     opt, loaded_opt = model.optimizer, loaded.optimizer
     assert isinstance(loaded_opt, GRDA)
     assert (loaded_opt.c, loaded_opt.mu) == (0.3, 0.6)
+    assert {k: getattr(loaded_opt, k) for k in start} == start
     assert len(loaded_opt.variables) == len(opt.variables) == 2 + 4 + 2  # iteration, lr, 4 accumulators, tau pair
     assert [v.name for v in loaded_opt.variables][-2:] == ["tau", "tau_compensation"]
     for a, b in zip(opt.variables, loaded_opt.variables):
@@ -314,7 +317,7 @@ def test_state_survives_save_and_load(tmp_path):
     # A fresh optimizer on the same weights restarts tau and the accumulators: a different run.
     fresh = keras.models.clone_model(model)
     fresh.set_weights(model.get_weights())
-    fresh.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6), loss="mse")
+    fresh.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6, **start), loss="mse")
     for start in range(0, 16, 4):
         for m in (model, loaded, fresh):
             m.train_on_batch(x[start:start + 4], y[start:start + 4])

@@ -82,6 +82,20 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_save_gives_the_mode_the_umask_gives(tmp_path, umask):
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        save_atomic({"epoch": 1}, tmp_path / "ckpt.pth")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "ckpt.pth").stat().st_mode) == 0o666 & ~umask
+    assert os.umask(previous) == previous  # the process umask is left as it was
+
+
 def test_divergence_stops_with_step_and_epoch_and_keeps_checkpoint(tmp_path):
     train(tmp_path, "trainer.epochs=2")
     before = (tmp_path / "checkpoint.pth").read_bytes()

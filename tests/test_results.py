@@ -121,6 +121,15 @@ def test_cifar10_figure_shows_runs_of_the_same_optimizer(tmp_path):
     assert "- **Adam** (Adam)" not in text  # one run: no spread to show
 
 
+def test_cifar10_figure_table_ends_at_the_authors_last_point(tmp_path):
+    fake_curves(tmp_path / "ours.csv", ["SGD"], 100)
+    fake_authors(tmp_path / "authors.csv", ["SGD"])  # epochs 1..99, as digitised
+    assert make_figure(tmp_path, tmp_path / "ours.csv", tmp_path / "authors.csv").returncode == 0
+    table = pd.read_csv(tmp_path / "out" / "cifar10_keras_cnn_table.csv")
+    assert list(table.epoch) == [1, 5, 10, 20, 30, 50, 99]
+    assert table["test_acc authors"].notna().all() and table["test_acc Δ"].notna().all()
+
+
 def test_cifar10_figure_flags_misses(tmp_path):
     fake_curves(tmp_path / "ours.csv", ["gRDA mu=0.7"], 10, shift=0.05)
     fake_authors(tmp_path / "authors.csv", ["gRDA mu=0.7"])

@@ -81,6 +81,16 @@ def test_settings_follow_the_optimizer(overrides, expected):
     assert {k: optim[k] for k in expected} == expected
 
 
+def test_keras_sgd_nesterov_is_built_and_described_as_plain_sgd():
+    from src.optimizers import build_optimizer, describe
+
+    optim = compose_cfg("experiment=cifar10_keras_cnn", "optim=sgd_momentum").optim
+    built = build_optimizer(torch.nn.Linear(2, 2), optim, optim.lr)
+    assert type(built) is torch.optim.SGD and built.defaults["nesterov"] is False and built.defaults["momentum"] == 0
+    assert describe(optim, optim.lr, "") == dict(name="sgd_momentum", lr=0.005, base_lr=0.005, momentum=0.0,
+                                                 nesterov=False)
+
+
 def test_grda_defaults_live_in_one_place():
     import inspect
 

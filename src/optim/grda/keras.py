@@ -38,7 +38,8 @@ class GRDA(keras.optimizers.Optimizer):
     r"""Generalized regularized dual averaging: trains a dense network and ends with a sparse one.
 
     For every trainable variable :math:`w` it keeps an accumulator :math:`a` that starts as the
-    variable's value at the first update, :math:`a_0 = w_0`. At the :math:`n`-th update
+    variable's value at the first update, :math:`a_0 = w_0` (``accumulator_init="uniform"`` draws it
+    from :math:`U(-r, r)` instead, the authors' rule for their CIFAR-10 CNN figure). At the :math:`n`-th update
     (:math:`n` = ``iterations + 1``), with learning rate :math:`\gamma` and gradient :math:`g_n`:
 
     .. math::
