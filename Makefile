@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10
 EPOCHS ?= 100
-# Where the long Keras-CNN runs live: outside the work tree, so a fresh clone (or the next session) finds and resumes them
+# Where the long Keras-CNN runs live: outside the work tree, so a fresh clone or the next session resumes them
 RUNS ?= $(HOME)/grda-runs
 PARALLEL ?= 2
 STEP ?= 5

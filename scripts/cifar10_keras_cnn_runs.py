@@ -2,9 +2,10 @@
 """The authors' Keras-CNN CIFAR-10 figure as harness runs: launch (and resume) them, then collect their curves.
 
     python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|all] [--epochs 100] [--parallel 2]
-                                                 [--step 5]
-                                                 [--runs-dir ~/grda-runs] [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir ~/grda-runs] [--out results/cifar10_keras_cnn_curves.csv]
+                                                 [--step 5] [--runs-dir ~/grda-runs]
+                                                 [--data-root ../shared/data/cifar10] [--only LABEL ...]
+    python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir ~/grda-runs]
+                                                     [--out results/cifar10_keras_cnn_curves.csv]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
