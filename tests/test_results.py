@@ -166,6 +166,9 @@ def test_committed_keras_curves_have_the_promised_columns():
     seeds = {label for _, _, label, _ in _runs_script().RUNS if "(seed " in label}
     assert figure <= set(curves["optimizer"]) <= figure | weights | seeds
     assert curves["test_acc"].between(0, 1).all() and curves["nonzero_ratio"].between(0, 1).all()
+    for label, epochs in curves.groupby("optimizer")["epoch"]:
+        assert list(epochs) == list(range(1, len(epochs) + 1)), f"{label}: every epoch from 1, once, in order"
+        assert len(epochs) >= 10 or label in seeds, f"{label}: the issue asks for 10+ epochs of these runs"
 
 
 def test_comparison_table_api_without_runs(tmp_path):
