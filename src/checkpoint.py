@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping
@@ -28,8 +29,10 @@ def atomic_replace(path: str | os.PathLike, write: Callable[[str], None]) -> Non
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
     tmp = _new_temp_file(path)
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0666 less the umask, as the kernel applied it
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # some writers (safetensors) replace the file with a 0600 one
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

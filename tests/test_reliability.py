@@ -87,12 +87,20 @@ def test_atomic_save_gives_the_mode_the_umask_gives(tmp_path, umask):
     import os
     import stat
 
+    from src.checkpoint import atomic_replace
+
+    def replace_with_private_file(tmp):  # what safetensors' save_file does
+        os.unlink(tmp)
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+
     previous = os.umask(umask)
     try:
         save_atomic({"epoch": 1}, tmp_path / "ckpt.pth")
+        atomic_replace(tmp_path / "other.bin", replace_with_private_file)
     finally:
         os.umask(previous)
-    assert stat.S_IMODE((tmp_path / "ckpt.pth").stat().st_mode) == 0o666 & ~umask
+    for name in ("ckpt.pth", "other.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
     assert os.umask(previous) == previous  # the process umask is left as it was
 
 
