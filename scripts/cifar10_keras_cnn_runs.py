@@ -41,6 +41,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "cifar10_keras_cnn"
+# The experiment of each setting; the Keras CNN's unless named here.
+EXPERIMENTS = {"vgg16": "cifar10_vgg16"}
+# Settings whose lr schedule spans the preset's whole run (VGG16: the WRN schedule over 600 epochs): their runs keep
+# trainer.epochs and advance with trainer.stop_after_epoch, so epoch 20 of ours is epoch 20 of the authors' run.
+FULL_LENGTH = {"vgg16"}
 UNIFORM = ["optim.accumulator_init=uniform"]  # the preset's default for gRDA; explicit so the commands say it
 WEIGHTS = ["optim.accumulator_init=weights"]
 
@@ -62,19 +67,30 @@ RUNS = [
     ("seeds", "adam_seed1", "Adam (seed 1)", ["optim=adam", "optim.lr=0.001", "seed=1"]),
     ("seeds", "sgd_seed3", "SGD (seed 3)", ["optim=sgd", "seed=3"]),
     ("seeds", "adam_seed2", "Adam (seed 2)", ["optim=adam", "optim.lr=0.001", "seed=2"]),
+    # VGG16 (experiment=cifar10_vgg16, the authors' appendix runs: lr 0.1, batch 128, c 0.0005, seed 1 for all three,
+    # so the three start from the same weights, as theirs all started from their SGD run's initial checkpoint).
+    # Their "SGD" is their gRDA at c = 0, i.e. SGD without momentum: the preset's optim=sgd.
+    ("vgg16", "sgd", "SGD", ["optim=sgd"]),
+    ("vgg16", "grda_mu0.51", "gRDA mu=0.51", ["optim=grda", "optim.mu=0.51"]),
+    ("vgg16", "grda_mu0.7", "gRDA mu=0.7", ["optim=grda", "optim.mu=0.7"]),
 ]
 COLUMNS = ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
 
 
+def experiment(setting: str) -> str:
+    return EXPERIMENTS.get(setting, EXPERIMENT)
+
+
 def run_dir(runs_dir: Path, setting: str, slug: str) -> Path:
-    return runs_dir / EXPERIMENT / setting / slug
+    return runs_dir / experiment(setting) / setting / slug
 
 
 def command(args, setting: str, slug: str, overrides, epochs: int) -> list:
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    length = f"trainer.stop_after_epoch={epochs}" if setting in FULL_LENGTH else f"trainer.epochs={epochs}"
     return [
-        sys.executable, str(ROOT / "src" / "train.py"), f"experiment={EXPERIMENT}", f"data.root={args.data_root}",
-        f"trainer.epochs={epochs}", f"trainer.threads={threads}", "trainer.progress=false",
+        sys.executable, str(ROOT / "src" / "train.py"), f"experiment={experiment(setting)}",
+        f"data.root={args.data_root}", length, f"trainer.threads={threads}", "trainer.progress=false",
         f"hydra.run.dir={run_dir(args.runs_dir, setting, slug)}", *overrides,
     ]
 
@@ -155,6 +171,8 @@ def launch(args) -> int:
 def collect(args) -> int:
     frames = []
     for setting, slug, label, _ in RUNS:
+        if experiment(setting) != EXPERIMENT:
+            continue
         metrics = run_dir(args.runs_dir, setting, slug) / "metrics.csv"
         if not metrics.is_file():
             continue
@@ -177,7 +195,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
     run_p = sub.add_parser("run", help="launch or resume the runs")
-    run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "all"), default="figure")
+    run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "vgg16", "all"), default="figure")
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
     run_p.add_argument("--step", type=int, default=0,

@@ -30,6 +30,7 @@ RUNTIME_KEYS = (
     "trainer.sparsity_interval",
     "trainer.allow_config_change",
     "trainer.ddp_timeout_s",
+    "trainer.stop_after_epoch",
 )
 
 
@@ -162,6 +163,10 @@ class TrainerConfig:
     checkpoint_every: int = 1  # epochs between checkpoints
     # Resume even when the saved config differs from this one (keys listed in a warning).
     allow_config_change: bool = False
+    # End this process after this epoch (checkpoint written), the run left resumable: the same command with a larger
+    # value, or without it, continues. Schedules keep spanning trainer.epochs (schedule=wrn over 600 epochs with
+    # stop_after_epoch=20 trains the first 20 epochs of the 600-epoch run). None: train to trainer.epochs.
+    stop_after_epoch: Optional[int] = None
     # Stop after this many optimizer steps per epoch (quick checks); None: whole epoch.
     max_steps_per_epoch: Optional[int] = None
     # Seconds the DDP process group waits before declaring a peer dead.

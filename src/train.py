@@ -92,6 +92,10 @@ def validate(cfg: DictConfig, world: Dist) -> None:
         (t.sparsity_interval > 0, f"trainer.sparsity_interval must be > 0, got {t.sparsity_interval}"),
         (t.checkpoint_every > 0, f"trainer.checkpoint_every must be > 0, got {t.checkpoint_every}"),
         (
+            t.stop_after_epoch is None or t.stop_after_epoch > 0,
+            f"trainer.stop_after_epoch must be > 0 (or null: train to trainer.epochs), got {t.stop_after_epoch}",
+        ),
+        (
             t.batch_size % world.world_size == 0,
             f"trainer.batch_size={t.batch_size} is the global batch and must divide by the "
             f"{world.world_size} processes; pick a multiple of {world.world_size}",
@@ -197,6 +201,18 @@ def build_training_model(cfg: DictConfig, bundle, device: torch.device) -> nn.Mo
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     return model
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's state_dict (names, dtypes, shapes, values): equal digests, equal starting weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in unwrap(model).state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def apply_hyperparameters(optimizer, scheduler, cfg: DictConfig, lr: float) -> None:
@@ -445,7 +461,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         cfg_dict["optim"]["lr_effective"] = lr
         cfg_dict["optim"]["lr_note"] = lr_note
 
+    end_epoch = min(cfg.trainer.epochs, cfg.trainer.stop_after_epoch or cfg.trainer.epochs)
     start_epoch, global_step, history, elapsed_before = 0, 0, [], 0.0
+    initial_weights = weights_fingerprint(model)
     ckpt = resume_state(run_dir, cfg_dict, cfg)
     if ckpt is not None:
         load_model_weights(model, ckpt["model"], run_dir / CHECKPOINT)
@@ -456,6 +474,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
             pruner.load_state_dict(ckpt["pruner"])
         start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
         history, elapsed_before = list(ckpt["history"]), float(ckpt.get("wall_time_s", 0.0))
+        initial_weights = ckpt.get("initial_weights_sha256", "unknown (saved by an older version)")
         torch.set_rng_state(ckpt["rng"]["torch"])
 
     train_model = model
@@ -472,13 +491,14 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=global_step if global_step else None)
         state = "starting"
         if ckpt is not None:
-            done = start_epoch >= cfg.trainer.epochs
+            done = start_epoch >= end_epoch
             state = f"already complete ({start_epoch} epochs)" if done else f"resuming after epoch {start_epoch}"
         log.info(f"{state}: {cfg.experiment} -> {run_dir}" + (f" ({lr_note})" if lr_note else ""))
+        log.info(f"initial weights sha256 {initial_weights}")
 
     loss_fn = nn.CrossEntropyLoss()
     step_log = StepLog(device)
-    for epoch in range(start_epoch, cfg.trainer.epochs):
+    for epoch in range(start_epoch, end_epoch):
         t0 = time.time()
         seed = epoch_seed(cfg, epoch, world.rank)
         torch.manual_seed(seed)
@@ -513,7 +533,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                 f"epoch {epoch + 1}/{cfg.trainer.epochs} train_loss={row['train_loss']:.4f} "
                 f"test_acc={row['test_acc']:.2f} sparsity={row['sparsity']:.2f}% time={row['epoch_time_s']:.1f}s"
             )
-            last = epoch + 1 == cfg.trainer.epochs
+            last = epoch + 1 == end_epoch
             if (epoch + 1) % cfg.trainer.checkpoint_every == 0 or last:
                 save_atomic(
                     {
@@ -527,6 +547,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                         "wall_time_s": elapsed_before + time.time() - started,
                         "rng": {"torch": torch.get_rng_state()},
                         "pruner": pruner.state_dict() if pruner is not None else None,
+                        "initial_weights_sha256": initial_weights,
                     },
                     run_dir / CHECKPOINT,
                     fault_point=("checkpoint_write", epoch + 1),
@@ -541,8 +562,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if rank_diff is not None:
             log.info(f"ranks agree: largest parameter difference from rank 0 is {rank_diff:g}")
         summary = write_summary(
-            cfg, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note, rank_diff
+            cfg, model, history, run_dir, elapsed_before + time.time() - started, lr, lr_note, rank_diff,
+            initial_weights,
         )
+
         if writer is not None:
             writer.close()
         log.info(f"done: test_acc={summary['test_acc']:.2f}% sparsity={summary['sparsity']:.2f}% -> {run_dir}")
@@ -574,7 +597,7 @@ def max_rank_difference(model: nn.Module) -> float:
 
 
 def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
-                  rank_diff: Optional[float] = None) -> Dict[str, Any]:
+                  rank_diff: Optional[float] = None, initial_weights: Optional[str] = None) -> Dict[str, Any]:
     layers = layer_sparsity(model)
     totals = summarize(layers)
     last = history[-1] if history else {}
@@ -595,6 +618,7 @@ def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: floa
         "model": cfg.model.name,
         "data": cfg.data.name,
         "seed": cfg.seed,
+        "initial_weights_sha256": initial_weights,
         "wall_time_s": wall_time,
         "checkpoint": CHECKPOINT,
         "checkpoint_bytes": (run_dir / CHECKPOINT).stat().st_size if (run_dir / CHECKPOINT).exists() else None,

@@ -201,6 +201,28 @@ def test_resume_continues_bit_identically(tmp_path):
     assert rows[0] == rows[1] and len(rows[0]) == 4
 
 
+def test_stop_after_epoch_trains_the_first_epochs_of_the_full_run(tmp_path):
+    """A run advanced in pieces with trainer.stop_after_epoch (schedule=wrn spans trainer.epochs) ends bit-identical to
+    one trained straight through, and every run of one seed starts from the same weights (the same sha256)."""
+    common = ["trainer.epochs=4", "schedule=wrn", "optim.c=0.01"]
+    train(tmp_path / "straight", *common)
+    first = train(tmp_path / "split", *common, "trainer.stop_after_epoch=1")
+    assert summary(tmp_path / "split")["epochs"] == 1
+    train(tmp_path / "split", *common, "trainer.stop_after_epoch=3")
+    last = train(tmp_path / "split", *common)  # without it: on to trainer.epochs
+    assert "resuming after epoch 3" in last.stdout + last.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)
+    assert [r["lr"] for r in a["history"]] == [r["lr"] for r in b["history"]]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    train(tmp_path / "sgd", *common, "optim=sgd", "trainer.stop_after_epoch=1")
+    train(tmp_path / "seed1", *common, "seed=1", "trainer.stop_after_epoch=1")
+    digest = {d: summary(tmp_path / d)["initial_weights_sha256"] for d in ("straight", "split", "sgd", "seed1")}
+    assert digest["straight"] == digest["split"] == digest["sgd"] != digest["seed1"]
+    assert len(digest["straight"]) == 64 and f"initial weights sha256 {digest['split']}" in first.stdout + first.stderr
+
+
 def test_resume_refuses_changed_config(tmp_path):
     train(tmp_path, "trainer.epochs=1")
     proc = train(tmp_path, "trainer.epochs=1", "optim.mu=0.6", check=False)
@@ -278,6 +300,7 @@ def test_lr_scaled_linearly_when_batch_differs(tmp_path):
         ("optim.mu=0", "optim.mu must be > 0"),
         ("trainer.epochs=0", "trainer.epochs must be > 0"),
         ("trainer.batch_size=0", "trainer.batch_size must be > 0"),
+        ("trainer.stop_after_epoch=0", "trainer.stop_after_epoch must be > 0"),
         ("experiment=cifar10_keras_cnn", "not found"),
     ],
 )
