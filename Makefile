@@ -51,6 +51,11 @@ cifar10-curves: setup  ## results/cifar10_keras_cnn_curves.csv from the runs in 
 authors-curves: setup  ## results/authors_keras_cnn_curves.csv: the authors' two PNGs in ../shared/reference, digitised
 	$(PY) scripts/digitize_authors_figure.py
 
+REPO ?= $(GRDA_AUTHORS_REPO)
+.PHONY: authors-logs
+authors-logs: setup  ## results/authors_{wrn,vgg16}_curves.{csv,md} from the authors' logs in REPO, a clone of their repo
+	$(PY) scripts/authors_wrn_curves.py $(if $(REPO),--repo $(REPO))
+
 cifar10-figure: setup  ## ours vs the authors' curves (committed CSVs only) -> results/figures/cifar10_keras_cnn_*.png, results/cifar10_keras_cnn_table.md
 	$(PY) scripts/make_cifar10_figure.py
 

@@ -1,8 +1,9 @@
-"""The authors' numbers carried into this repository: results/paper_results.csv and results/authors_wrn_curves.csv.
+"""The authors' numbers carried into this repository: results/paper_results.csv, results/authors_wrn_curves.csv and
+results/authors_vgg16_curves.csv.
 
 Everything here runs without the authors' repository, except the last test, which reruns
-scripts/authors_wrn_curves.py against a clone of donlan2710/gRDA-Optimizer when one is present
-(AUTHORS_REPO, or the mirror at /work/.mirror/...) and is skipped otherwise.
+scripts/authors_wrn_curves.py against a clone of donlan2710/gRDA-Optimizer named by the environment variable
+GRDA_AUTHORS_REPO (``git clone https://github.com/donlan2710/gRDA-Optimizer``) and is skipped without one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def curves():
     return pd.read_csv(RESULTS / "authors_wrn_curves.csv")
 
 
+@pytest.fixture(scope="module")
+def vgg():
+    return pd.read_csv(RESULTS / "authors_vgg16_curves.csv")
+
+
 # --------------------------------------------------------------------------- paper_results.csv
 
 
@@ -72,7 +78,8 @@ def test_paper_results_rows_added_and_fixed(paper):
     assert sorted(vgg["mu"].dropna()) == [0.4, 0.51, 0.6, 0.7] and (vgg["c"].dropna() == 0.0005).all()
     assert (vgg["epoch"] == 600).all() and (vgg["n_runs"] == 9).all()
     readme = paper[paper.experiment == "cifar100_wrn28x10_readme"].set_index("optimizer")
-    assert (readme.loc["grda", "sparsity"], readme.loc["grda", "test_acc"], readme.loc["sgd", "test_acc"]) == (90.3, 76.81, 76.6)
+    assert (readme.loc["grda", "sparsity"], readme.loc["grda", "test_acc"],
+            readme.loc["sgd", "test_acc"]) == (90.3, 76.81, 76.6)
     keras = paper[(paper.experiment == "cifar10_keras_cnn") & (paper.mu == 1.0)].iloc[0]
     assert keras["nonzero_ratio_e10"] == 0.14 and "epoch-9" in keras["note"]
 
@@ -129,6 +136,115 @@ def test_early_sparsity_wrn_cifar100_mu0501(curves):
         assert g.loc[epoch] == pytest.approx(value, abs=0.01), epoch
     c10 = curves[(curves.dataset == "cifar10") & (curves.mu == 0.501)].set_index("epoch")["sparsity_mean"]
     assert [round(c10.loc[e], 1) for e in (1, 2, 3, 5, 10)] == [13.5, 19.1, 23.4, 30.2, 42.6]
+
+
+# --------------------------------------------------------------------------- authors_vgg16_curves.csv
+
+VGG_MUS = [0.4, 0.51, 0.6, 0.7]
+
+
+def vgg_setting(vgg, mu):
+    sel = vgg.optimizer.eq("sgd") if mu is None else vgg.optimizer.eq("grda") & vgg.mu.eq(mu)
+    return vgg[sel].set_index("epoch")
+
+
+def test_vgg_curves_settings_epochs_and_n(vgg):
+    assert list(vgg.columns) == awc.COLUMNS
+    assert (vgg.dataset == "cifar10").all() and (vgg.model == "vgg16").all() and (vgg.lr == 0.1).all()
+    settings = vgg.groupby(["optimizer", "mu", "c"], dropna=False)
+    assert settings.ngroups == 5  # SGD (their mu_0.51_c_0.0 files) + gRDA c 0.0005 at mu 0.4 / 0.51 / 0.6 / 0.7
+    assert sorted(vgg.loc[vgg.optimizer == "grda", "mu"].unique()) == VGG_MUS
+    assert (vgg.loc[vgg.optimizer == "grda", "c"] == 0.0005).all()
+    assert vgg.loc[vgg.optimizer == "sgd", ["mu", "c"]].isna().all().all()  # like the WRN file's SGD rows
+    for key, g in settings:
+        assert list(g["epoch"]) == list(range(1, 601)), key
+        assert (g["n"] == 9).all(), key  # the notebook's repeats 1-10 without 4
+    sgd = vgg_setting(vgg, None)["lr_epoch"]  # flat to 50 %, linear to 1 % at 90 %, then flat
+    assert (sgd.loc[300], sgd.loc[301], sgd.loc[539], sgd.loc[540], sgd.loc[600]) == (0.1, 0.0996, 0.0014, 0.001, 0.001)
+
+
+def test_vgg_curves_statistics(vgg):
+    stats = [f"{col}_{s}" for col in ("test_acc", "sparsity", "train_loss") for s in ("mean", "std", "min", "max")]
+    assert vgg[stats].notna().all().all()  # every repeat has every epoch
+    for col in ("test_acc", "sparsity", "train_loss"):
+        tol = 1e-6 * vgg[f"{col}_max"].abs().clip(lower=1)
+        assert (vgg[f"{col}_min"] <= vgg[f"{col}_mean"] + tol).all(), col
+        assert (vgg[f"{col}_mean"] <= vgg[f"{col}_max"] + tol).all(), col
+        assert (vgg[f"{col}_std"] >= 0).all(), col
+        assert (vgg[f"{col}_std"] <= vgg[f"{col}_max"] - vgg[f"{col}_min"] + tol).all(), col
+    assert vgg["sparsity_min"].ge(0).all() and vgg["sparsity_max"].le(100).all()
+    assert vgg["test_acc_min"].ge(0).all() and vgg["test_acc_max"].le(100).all()
+
+
+def test_vgg_sgd_has_no_zeros_and_grda_orders_by_mu(vgg):
+    sgd = vgg_setting(vgg, None)
+    assert (sgd["sparsity_max"] == 0).all()  # the log's nonzero fraction is 1.0000 every epoch
+    zeros = pd.DataFrame({mu: vgg_setting(vgg, mu)["sparsity_mean"] for mu in VGG_MUS})
+    assert (zeros.iloc[0] > 0).all()
+    assert (zeros.diff(axis=1).iloc[:, 1:] > 0).all().all()  # larger mu, more zeros, at every epoch
+    assert (zeros.diff().iloc[1:] > -0.01).all().all()  # (almost) never un-zeroed on average
+
+
+def test_vgg_early_sparsity_matches_the_preset(vgg):
+    """configs/experiment/cifar10_vgg16.yaml: 3.73 / 5.31 / 6.52 / 8.43 / 11.91 % zeros after epochs 1/2/3/5/10
+    (mu 0.51; it says over 12 runs, i.e. every mu_0.51_c_0.0005 file; the notebook's 9 give the same to 0.01), and
+    scripts/early_sparsity.py's VGG references for the other mu."""
+    expected = {
+        0.4: [2.49, 3.29, 3.86, 4.72, 6.19], 0.51: [3.73, 5.31, 6.52, 8.43, 11.91],
+        0.6: [5.19, 7.85, 9.99, 13.52, 20.22], 0.7: [7.48, 12.11, 16.02, 22.71, 35.88],
+    }
+    for mu, values in expected.items():
+        got = vgg_setting(vgg, mu)["sparsity_mean"]
+        for epoch, value in zip((1, 2, 3, 5, 10), values):
+            assert got.loc[epoch] == pytest.approx(value, abs=0.005), (mu, epoch)
+    md = (RESULTS / "authors_vgg16_curves.md").read_text()
+    assert "| gRDA mu 0.51, c 0.0005 | all | 12 | 3.73 | 5.31 | 6.52 | 8.43 | 11.91 |" in md
+    assert "| gRDA mu 0.51, c 0.0005 | notebook | 9 | 3.73 | 5.31 | 6.52 | 8.43 | 11.91 |" in md
+
+
+def test_vgg_early_test_acc_and_train_loss(vgg):
+    sgd, mu51 = vgg_setting(vgg, None), vgg_setting(vgg, 0.51)
+    assert [round(sgd.loc[e, "test_acc_mean"], 2) for e in (1, 10, 20)] == [19.16, 69.33, 82.05]
+    assert [round(mu51.loc[e, "train_loss_mean"], 4) for e in (1, 10, 20)] == [2.2044, 1.0493, 0.5250]
+    assert sgd.loc[1, "test_acc_min"] == 10.0  # one SGD repeat is still at chance after epoch 1
+
+
+def test_paper_vgg_rows_agree_with_the_curves(paper, vgg):
+    """results/paper_results.csv's VGG16 rows are the epoch-600 means of authors_vgg16_curves.csv."""
+    last = vgg[vgg.epoch == 600]
+    rows = paper[paper.experiment == "cifar10_vgg16"]
+    assert len(rows) == 5
+    for _, p in rows.iterrows():
+        row = last[(last.optimizer == p["optimizer"]) & (last.mu.isna() if pd.isna(p["mu"]) else last.mu.eq(p["mu"]))]
+        assert len(row) == 1, p.to_dict()
+        row = row.iloc[0]
+        assert row["n"] == p["n_runs"] == 9
+        assert abs(row["test_acc_mean"] - p["test_acc"]) <= 0.005 + 1e-9
+        assert abs(row["test_acc_std"] - p["test_acc_std"]) <= 0.0005 + 1e-9
+        if not pd.isna(p["sparsity"]):
+            assert abs(row["sparsity_mean"] - p["sparsity"]) <= 0.05 + 1e-9
+            assert abs(row["sparsity_std"] - p["sparsity_std"]) <= 0.0005 + 1e-9
+
+
+def test_generated_markdown_names_no_machine_path():
+    for name in ("authors_wrn_curves.md", "authors_vgg16_curves.md"):
+        text = (RESULTS / name).read_text()
+        assert "/work/" not in text and ".mirror" not in text, name
+        assert "a clone of donlan2710/gRDA-Optimizer at commit" in text, name
+        assert "GRDA_AUTHORS_REPO" in text, name
+    assert "/work/" not in (ROOT / "scripts" / "authors_wrn_curves.py").read_text()
+
+
+def test_script_without_a_clone_fails_with_a_clear_message(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv(awc.REPO_ENV, raising=False)
+    assert awc.main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "git clone https://github.com/donlan2710/gRDA-Optimizer" in err and "GRDA_AUTHORS_REPO" in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv(awc.REPO_ENV, str(tmp_path / "nowhere"))
+    assert awc.main(["--out", str(tmp_path)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not any(tmp_path.glob("*.csv"))
 
 
 # --------------------------------------------------------------------------- the parser, on text in the authors' format
@@ -227,6 +343,17 @@ def test_parse_vgg_log_nonzero_fraction_column():
     assert df["test_acc"].iloc[-1] == 91.13
 
 
+def test_parse_vgg_log_keeps_diverged_rows():
+    """mu_0.7_c_0.0005_lr_4.txt prints nan losses from epoch 256 on; those rows are kept, not dropped."""
+    text = VGG_LOG.replace(" 600     0.0010     0.0000   100.0000     0.7750    91.1300",
+                           " 600     0.0010        nan    10.0000        nan    10.0000")
+    df, _ = awc.parse_log(text)
+    assert list(df["epoch"]) == [1, 2, 600]
+    last = df.iloc[-1]
+    assert math.isnan(last["train_loss"]) and math.isnan(last["test_nll"]) and last["test_acc"] == 10.0
+    assert last["sparsity"] == pytest.approx(61.39)
+
+
 def test_curves_aggregate_synthetic_runs():
     a, _ = awc.parse_log(WRN_GRDA_LOG)
     b, _ = awc.parse_log(WRN_GRDA_LOG.replace("   9.3100", "  11.3100"))
@@ -246,21 +373,27 @@ def test_curves_aggregate_synthetic_runs():
 
 
 def authors_repo():
-    path = os.environ.get("AUTHORS_REPO", awc.DEFAULT_MIRROR)
-    if not Path(path).exists():
+    """The clone named by GRDA_AUTHORS_REPO, or None."""
+    path = os.environ.get(awc.REPO_ENV)
+    if not path or not Path(path).exists():
         return None
     ok = subprocess.run(["git", "-C", path, "rev-parse", "--verify", "HEAD"], capture_output=True).returncode == 0
     return path if ok else None
 
 
+AUTHORS_COMMIT = "03935f1213e3cfa7065245a2d8c6ca2d723bfb8a"
+GENERATED = ["authors_wrn_curves.csv", "authors_wrn_curves.md", "authors_vgg16_curves.csv", "authors_vgg16_curves.md"]
+
+
 @pytest.mark.skipif(authors_repo() is None,
-                    reason="no clone of donlan2710/gRDA-Optimizer (set AUTHORS_REPO or provide the mirror) to rerun the script")
-def test_rerun_matches_committed_csv(tmp_path, curves):
+                    reason="set GRDA_AUTHORS_REPO to a clone of donlan2710/gRDA-Optimizer "
+                           "(git clone https://github.com/donlan2710/gRDA-Optimizer) to rerun the script")
+def test_rerun_matches_committed_files(tmp_path, curves, vgg):
     repo = authors_repo()
-    commit = "03935f1213e3cfa7065245a2d8c6ca2d723bfb8a"
-    if subprocess.run(["git", "-C", repo, "cat-file", "-e", commit], capture_output=True).returncode != 0:
-        pytest.skip(f"the clone at {repo} lacks commit {commit}")
-    assert awc.main(["--repo", repo, "--commit", commit, "--out", str(tmp_path)]) == 0
-    fresh = pd.read_csv(tmp_path / "authors_wrn_curves.csv")
-    pd.testing.assert_frame_equal(fresh, curves)
-    assert (tmp_path / "authors_wrn_curves.md").read_text() == (RESULTS / "authors_wrn_curves.md").read_text()
+    if subprocess.run(["git", "-C", repo, "cat-file", "-e", AUTHORS_COMMIT], capture_output=True).returncode != 0:
+        pytest.skip(f"the clone in GRDA_AUTHORS_REPO lacks commit {AUTHORS_COMMIT}")
+    assert awc.main(["--repo", repo, "--commit", AUTHORS_COMMIT, "--out", str(tmp_path)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "authors_wrn_curves.csv"), curves)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "authors_vgg16_curves.csv"), vgg)
+    for name in GENERATED:  # byte for byte
+        assert (tmp_path / name).read_bytes() == (RESULTS / name).read_bytes(), name
