@@ -9,8 +9,10 @@ RUNS ?= $(HOME)/grda-runs
 PARALLEL ?= 2
 STEP ?= 5
 SEED_EPOCHS ?= 30
+VGG_EPOCHS ?= 20
+VGG_STEP ?= 2
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +38,15 @@ imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_res
 cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
 	$(PY) scripts/make_tables.py cifar
 
-cifar-figure: setup  ## our WRN runs (finished or partial) on the authors' per-epoch curves -> results/figures/wrn_curves_*.png
+cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 from the committed CSV -> results/figures/
 	$(PY) scripts/make_wrn_figure.py
+	$(PY) scripts/make_vgg16_figure.py
+
+cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume
+	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP)
+
+cifar10-vgg16-curves: setup  ## results/cifar10_vgg16_curves.csv from the VGG16 runs in RUNS (every finished epoch)
+	$(PY) scripts/cifar10_keras_cnn_runs.py collect --setting vgg16 --runs-dir $(RUNS)
 
 cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL STEP)
 	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)

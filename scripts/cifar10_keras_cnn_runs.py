@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""The authors' Keras-CNN CIFAR-10 figure as harness runs: launch (and resume) them, then collect their curves.
+"""The authors' CIFAR-10 runs that fit a CPU (the Keras-CNN figure, VGG16) as harness runs: launch (and resume)
+them, then collect their curves.
 
-    python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|all] [--epochs 100] [--parallel 2]
-                                                 [--step 5] [--runs-dir ~/grda-runs]
+    python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|vgg16|all] [--epochs 100]
+                                                 [--parallel 2] [--step 5] [--runs-dir ~/grda-runs]
                                                  [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/cifar10_keras_cnn_runs.py collect [--runs-dir ~/grda-runs]
-                                                     [--out results/cifar10_keras_cnn_curves.csv]
+    python scripts/cifar10_keras_cnn_runs.py collect [--setting keras|vgg16] [--runs-dir ~/grda-runs] [--out CSV]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
@@ -18,6 +18,10 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
   weights  the four gRDA runs with the accumulator starting at the weights (a_0 = w_0, the paper's rule).
   seeds    more draws of SGD and Adam (figure setting, other seeds: other initial weights, data order and dropout),
            to measure how far two runs of the same optimizer differ. Not part of `all` (= figure + weights).
+  vgg16    experiment=cifar10_vgg16, the authors' appendix runs: SGD (their gRDA at c = 0), gRDA mu 0.51 and mu 0.7
+           (lr 0.1, batch 128, c 0.0005, seed 1: the same initial weights for all three). Their lr schedule spans
+           600 epochs, so --epochs N trains the first N epochs of the 600-epoch run (trainer.stop_after_epoch);
+           measured here: ~88 images/s with two threads (~10 min an epoch), the same as two runs at one thread each.
 
 Each run lives in RUNS_DIR/cifar10_keras_cnn/SETTING/SLUG and resumes from its last finished epoch when the same
 command runs again; a larger --epochs continues a finished run (the lr schedule is constant). On two cores,
@@ -31,6 +35,7 @@ run-epoch). `collect` writes every finished epoch of every run found as optimize
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +43,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "cifar10_keras_cnn"
@@ -168,7 +174,43 @@ def launch(args) -> int:
     return 1 if failed else 0
 
 
+VGG16_COLUMNS = ["optimizer", "mu", "c", "seed", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                 "sparsity", "initial_weights_sha256"]
+
+
+def collect_vgg16(args) -> int:
+    """Every finished epoch of the VGG16 runs: test_acc and sparsity (exact zeros over all parameters) in %,
+    train_loss the epoch's mean training loss (train mode, as the authors log it), and the sha256 of each run's
+    initial weights (equal digests: the runs started from the same weights)."""
+    frames = []
+    for setting, slug, label, _ in RUNS:
+        out = run_dir(args.runs_dir, setting, slug)
+        if setting != "vgg16" or not (out / "metrics.csv").is_file():
+            continue
+        cfg = OmegaConf.load(out / "config.yaml")
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+        df = pd.read_csv(out / "metrics.csv")
+        grda = cfg.optim.name == "grda"
+        frames.append(df.assign(optimizer=label, mu=cfg.optim.mu if grda else None, c=cfg.optim.c if grda else 0.0,
+                                seed=cfg.seed, initial_weights_sha256=summary.get("initial_weights_sha256")))
+    if not frames:
+        sys.exit(f"error: no VGG16 runs under '{args.runs_dir / EXPERIMENTS['vgg16']}'; start them with: "
+                 f"{Path(__file__).name} run --setting vgg16")
+    return write_curves(pd.concat(frames, ignore_index=True), args.out or ROOT / "results" / "cifar10_vgg16_curves.csv",
+                        VGG16_COLUMNS)
+
+
+def write_curves(curves: pd.DataFrame, out: Path, columns) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out, index=False, columns=columns, float_format="%.6g")
+    last = curves.groupby("optimizer", sort=False)["epoch"].max()
+    print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in last.items()) + " epochs")
+    return 0
+
+
 def collect(args) -> int:
+    if args.setting == "vgg16":
+        return collect_vgg16(args)
     frames = []
     for setting, slug, label, _ in RUNS:
         if experiment(setting) != EXPERIMENT:
@@ -183,12 +225,8 @@ def collect(args) -> int:
         }))
     if not frames:
         sys.exit(f"error: no runs under '{args.runs_dir / EXPERIMENT}'; start them with: {Path(__file__).name} run")
-    curves = pd.concat(frames, ignore_index=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    curves.to_csv(args.out, index=False, columns=COLUMNS, float_format="%.6g")
-    last = curves.groupby("optimizer", sort=False)["epoch"].max()
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in last.items()) + " epochs")
-    return 0
+    return write_curves(pd.concat(frames, ignore_index=True),
+                        args.out or ROOT / "results" / "cifar10_keras_cnn_curves.csv", COLUMNS)
 
 
 def main() -> int:
@@ -206,7 +244,10 @@ def main() -> int:
     run_p.add_argument("--nice", type=int, default=0, help="lower the runs' CPU priority by this much (default: none)")
     run_p.add_argument("--only", nargs="*", help="labels or slugs of the runs to launch (default: all)")
     col_p = sub.add_parser("collect", help="write the per-epoch curves of every run found")
-    col_p.add_argument("--out", type=Path, default=ROOT / "results" / "cifar10_keras_cnn_curves.csv")
+    col_p.add_argument("--setting", choices=("keras", "vgg16"), default="keras",
+                       help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16: the VGG16 runs")
+    col_p.add_argument("--out", type=Path, default=None, help="default: results/cifar10_keras_cnn_curves.csv (keras), "
+                       "results/cifar10_vgg16_curves.csv (vgg16)")
     for p in (run_p, col_p):
         p.add_argument("--runs-dir", type=lambda s: Path(s).expanduser().absolute(), default=Path.home() / "grda-runs")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,65 @@ def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
     assert sorted(launched) == [("adagrad", 5), ("grda_mu0.3", 5), ("sgd", 15)]
     threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared by the runs at once
     assert f"trainer.threads={threads}" in runs.command(args, "figure", "sgd", [], 5)
+
+
+def test_vgg16_runs_span_the_authors_600_epochs():
+    """The VGG16 runs keep the preset's 600-epoch schedule and advance with trainer.stop_after_epoch; all three
+    use the preset's seed (the same initial weights)."""
+    import argparse
+
+    runs = _runs_script()
+    args = argparse.Namespace(setting="vgg16", only=None, parallel=1, runs_dir=Path("/r"), data_root="data")
+    picked = runs.selected(args)
+    assert [r[2] for r in picked] == ["SGD", "gRDA mu=0.51", "gRDA mu=0.7"]
+    cmd = runs.command(args, "vgg16", "grda_mu0.7", picked[2][3], 4)
+    assert "experiment=cifar10_vgg16" in cmd and "trainer.stop_after_epoch=4" in cmd
+    assert not any(a.startswith(("trainer.epochs=", "seed=")) for a in cmd)
+    assert f"hydra.run.dir={Path('/r/cifar10_vgg16/vgg16/grda_mu0.7')}" in cmd
+
+
+def _fake_vgg16_run(runs_dir: Path, slug: str, optim: dict, rows: dict, digest: str) -> None:
+    run = runs_dir / "cifar10_vgg16" / "vgg16" / slug
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "optim": optim}))
+    (run / "summary.json").write_text(json.dumps({"initial_weights_sha256": digest}))
+    pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
+
+
+def test_vgg16_collect_and_comparison(tmp_path):
+    """collect --setting vgg16 writes the issue's columns; the comparison flags what is outside the authors' band
+    (train loss, test accuracy) or ±1 point of their mean (% zeros), and says whether the runs started alike."""
+    authors = pd.read_csv(ROOT / "results" / "authors_vgg16_curves.csv")
+    sgd = authors[(authors.optimizer == "sgd") & (authors.epoch <= 3)]
+    mu7 = authors[(authors.mu == 0.7) & (authors.c == 0.0005) & (authors.epoch <= 3)]
+    common = dict(epoch=[1, 2, 3], lr=0.1, train_acc=0.0, test_loss=0.0)
+    _fake_vgg16_run(tmp_path, "sgd", {"name": "sgd", "lr": 0.1, "mu": 0.51, "c": 0.0005}, dict(
+        common, train_loss=sgd.train_loss_mean, test_acc=sgd.test_acc_mean, sparsity=0.0), "a" * 64)
+    _fake_vgg16_run(tmp_path, "grda_mu0.7", {"name": "grda", "lr": 0.1, "mu": 0.7, "c": 0.0005}, dict(
+        common, train_loss=mu7.train_loss_mean.to_numpy() + [0, 0, 5.0], test_acc=mu7.test_acc_mean,
+        sparsity=mu7.sparsity_mean.to_numpy() + [0, 1.5, 0]), "a" * 64)
+    ours = tmp_path / "ours.csv"
+    proc = subprocess.run([sys.executable, "scripts/cifar10_keras_cnn_runs.py", "collect", "--setting", "vgg16",
+                           "--runs-dir", str(tmp_path), "--out", str(ours)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    curves = pd.read_csv(ours)
+    assert list(curves.columns[:8]) == ["optimizer", "mu", "c", "seed", "epoch", "lr", "train_loss", "train_acc"]
+    assert {"test_acc", "sparsity", "initial_weights_sha256"} <= set(curves.columns)
+    assert list(curves.optimizer) == ["SGD"] * 3 + ["gRDA mu=0.7"] * 3 and curves.c.iloc[0] == 0.0
+    assert pd.isna(curves.mu.iloc[0]) and curves.mu.iloc[3] == 0.7 and (curves.seed == 1).all()
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "scripts/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "cifar10_vgg16_table.md").read_text()
+    assert "- SGD (epochs 1–3): % zeros max |Δ| 0.00 points (within ±1 at every epoch); train loss and test accuracy " \
+           "inside the band at every table epoch reached." in text
+    assert "- gRDA mu=0.7 (epochs 1–3): % zeros max |Δ| 1.50 points (outside ±1 at epochs [2]); train loss and test " \
+           "accuracy outside the band: train loss at 3." in text
+    assert "they start from the same weights" in text
+    table = pd.read_csv(out / "cifar10_vgg16_table.csv")
+    assert table.loc[(table.optimizer == "gRDA mu=0.7") & (table.epoch == 3), "train_loss_delta"].iloc[0] == \
+        pytest.approx(5.0)
+    assert (out / "figures" / "vgg16_curves.png").stat().st_size > 10_000
