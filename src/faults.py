@@ -4,7 +4,8 @@ Set ``GRDA_FAULT=<point>:<epoch>[:<step>][@<rank>]`` (epochs and steps counted f
 ``train_step:2:10`` (during epoch 2, after optimizer step 10 of that epoch), ``eval:1`` (in the middle
 of epoch 1's evaluation), ``checkpoint_write:2`` (halfway through writing epoch 2's checkpoint),
 ``train_step:2:1@1`` (rank 1 only). The process SIGKILLs itself, as a preemption or OOM kill would.
-Unset, every check is a dictionary lookup that returns at once.
+``nan_loss:2:10@1`` does not kill: rank 1 records a NaN training loss for step 10 of epoch 2, as a diverging
+batch would. Unset, every check is a comparison with None that returns at once.
 """
 
 from __future__ import annotations
@@ -41,3 +42,8 @@ def maybe_fail(point: str, *where: int) -> None:
     """SIGKILL this process if GRDA_FAULT names this point."""
     if armed(point, *where):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def corrupt_loss(loss, *where: int):
+    """``loss``, or NaN in its place where GRDA_FAULT names ``nan_loss`` at this point."""
+    return loss * float("nan") if armed("nan_loss", *where) else loss

@@ -36,7 +36,7 @@ from src.checkpoint import load_model_weights, load_weights_from, save_atomic, w
 from src.data import build_datasets
 from src.data.common import InMemoryImageDataset
 from src.errors import UserError
-from src.faults import maybe_fail
+from src.faults import corrupt_loss, maybe_fail
 from src.models import build_model
 from src.optimizers import build_optimizer, describe, effective_lr
 from src.pruning import build_pruner, log_l2_over_l1
@@ -301,13 +301,13 @@ def train_one_epoch(
             started, warmup_images = time.perf_counter(), target.shape[0]
         if pruner is not None:
             pruner.after_step(global_step)
-        log.add(loss, logits, target, global_step)
+        log.add(corrupt_loss(loss, epoch + 1, i + 1), logits, target, global_step)
         maybe_fail("train_step", epoch + 1, i + 1)
         if global_step % cfg.trainer.log_interval == 0:
             epoch_loss += log.loss_sum
             epoch_correct += log.correct
             epoch_count += log.count
-            check_finite(log, epoch)
+            check_finite(log, epoch, world)
             if writer is not None:
                 writer.add_scalar("train/loss", (log.loss_sum / log.count).item(), global_step)
                 writer.add_scalar("train/acc", (100.0 * log.correct / log.count).item(), global_step)
@@ -323,7 +323,7 @@ def train_one_epoch(
     epoch_loss += log.loss_sum
     epoch_correct += log.correct
     epoch_count += log.count
-    check_finite(log, epoch)
+    check_finite(log, epoch, world)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_time = time.perf_counter() - started
@@ -339,12 +339,21 @@ def train_one_epoch(
     }
 
 
-def check_finite(log: StepLog, epoch: int) -> None:
-    bad = int(log.bad_step.item())
-    if bad >= 0:
+def check_finite(log: StepLog, epoch: int, world: Dist) -> None:
+    """Raise on every rank at once when the loss of any rank was non-finite (one tiny all_gather under DDP), so no
+    rank is left waiting in a collective for a peer that stopped."""
+    bad = log.bad_step.reshape(1)
+    if world.enabled:
+        gathered = [torch.empty_like(bad) for _ in range(world.world_size)]
+        dist.all_gather(gathered, bad)
+        bad = torch.cat(gathered)
+    steps = bad.tolist()
+    rank = next((r for r, step in enumerate(steps) if step >= 0), None)
+    if rank is not None:
+        where = f" on rank {rank}" if world.enabled else ""
         raise NonFiniteError(
-            f"the training loss became non-finite at step {bad} (epoch {epoch + 1}); the run stopped and "
-            "the last good checkpoint is kept. Lower optim.lr or check the data"
+            f"the training loss became non-finite at step {steps[rank]} (epoch {epoch + 1}){where}; the run stopped "
+            "and the last good checkpoint is kept. Lower optim.lr or check the data"
         )
 
 
@@ -485,7 +494,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
 
     writer = None
     if world.is_main:
-        OmegaConf.save(OmegaConf.create(cfg_dict), run_dir / "config.yaml")
+        write_text_atomic(OmegaConf.to_yaml(OmegaConf.create(cfg_dict)), run_dir / "config.yaml")
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=global_step if global_step else None)

@@ -140,6 +140,25 @@ def test_ddp_dead_rank_fails_fast_naming_the_rank(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1  # the good checkpoint survived
 
 
+@pytest.mark.slow
+def test_ddp_nonfinite_loss_on_one_rank_stops_every_rank_at_once(tmp_path):
+    """Rank 1 alone sees a NaN loss at global step 50, a logging step (epoch 2, step 5 of 45): both ranks stop with
+    the same one line at that check, not rank 0 waiting out the DDP timeout in its next collective."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
+           "src/train.py", f"hydra.run.dir={tmp_path}", "trainer.epochs=3", "trainer.progress=false",
+           "trainer.device=cpu", "trainer.threads=1", "trainer.ddp_timeout_s=150"]
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "GRDA_FAULT": "nan_loss:2:5@1"})
+    elapsed = time.time() - start
+    assert proc.returncode != 0
+    line = "error: the training loss became non-finite at step 50 (epoch 2) on rank 1; the run stopped"
+    assert proc.stderr.count(line) == 2, proc.stderr[-3000:]  # once from each rank
+    assert "lost contact" not in proc.stderr
+    assert elapsed < 90, elapsed  # start-up included; far below the 150 s a waiting rank would take
+    assert load_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 1  # the good checkpoint survived
+
+
 # ------------------------------------------------------------------------- bad input
 
 

@@ -248,7 +248,7 @@ def test_run_files_follow_the_umask(digits_runs):
 
     mask = os.umask(0)
     os.umask(mask)
-    for name in ("checkpoint.pth", "metrics.csv", "summary.json", "model.sparse.safetensors"):
+    for name in ("config.yaml", "checkpoint.pth", "metrics.csv", "summary.json", "model.sparse.safetensors"):
         mode = stat.S_IMODE((digits_runs / "grda" / name).stat().st_mode)
         assert mode == 0o666 & ~mask, f"{name}: {oct(mode)}"
 
