@@ -94,7 +94,7 @@ def bare_loop(args) -> None:
 
 
 def interleaved_loops(args) -> None:
-    """The harness's training loop (src/train.py's train_one_epoch: its logging at the default intervals, TensorBoard
+    """The harness's training loop (src/loop.py's train_one_epoch: its logging at the default intervals, TensorBoard
     included) and the bare loop, for every optimizer, each on its own model copy and data loader, all in one process:
     they take turns in chunks of --chunk steps, in a new order each round, so that drifts in machine speed hit all
     alike. Loading the data is timed with the steps (no worker processes, for every variant). Prints a JSON line of
@@ -102,7 +102,9 @@ def interleaved_loops(args) -> None:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from src.train import Dist, StepLog, build_loaders, train_one_epoch
+    from src.data.loaders import build_loaders
+    from src.distributed import Dist
+    from src.loop import TrainContext, train_one_epoch
 
     device, world, loss_fn = torch.device("cpu"), Dist(), torch.nn.CrossEntropyLoss()
     tensorboard = tempfile.TemporaryDirectory(prefix="bench_train_tb_")
@@ -128,8 +130,8 @@ def interleaved_loops(args) -> None:
         return images
 
     def harness_chunk(s: dict) -> int:
-        out = train_one_epoch(s["model"], s["loader"], s["optimizer"], loss_fn, device, s["cfg"], 0, s["step"],
-                              s["writer"], world, StepLog(device))
+        ctx = TrainContext(s["model"], s["optimizer"], device, s["cfg"], world, s["writer"], loss_fn=loss_fn)
+        out = train_one_epoch(ctx, s["loader"], 0, s["step"])
         steps = out["global_step"] - s["step"]
         s["step"] = out["global_step"]
         return steps * args.batch_size

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, safe loads (weights_only=True), and clear errors for bad files."""
+"""Checkpoints: the training checkpoint's contents, atomic writes, safe loads (weights_only=True), and clear errors
+for bad files."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import os
 import secrets
 import stat
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, List, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from src.errors import CheckpointError
-from src.faults import armed, maybe_fail
+from src.faults import INJECTOR
 from src.sparsity import clean_name
 
 
@@ -58,10 +60,10 @@ def save_atomic(obj: Any, path: str | os.PathLike, fault_point: tuple = ()) -> N
 
     def write(tmp: str) -> None:
         torch.save(obj, tmp)
-        if fault_point and armed(*fault_point):
+        if fault_point and INJECTOR is not None and INJECTOR.armed(*fault_point):
             with open(tmp, "rb+") as f:
                 f.truncate(os.path.getsize(tmp) // 2)  # a half-written file, as a crash mid-write leaves it
-            maybe_fail(*fault_point)
+            INJECTOR.kill(*fault_point)
 
     atomic_replace(path, write)
 
@@ -138,3 +140,63 @@ def load_model_weights(model: nn.Module, state_dict: Mapping[str, Tensor], path:
 def load_weights_from(model: nn.Module, path: str | os.PathLike) -> None:
     """Load ``model``'s weights from the checkpoint file at ``path`` (model.init_from): any error names the file."""
     load_model_weights(model, extract_state_dict(load_checkpoint(path), path), path)
+
+
+# ------------------------------------------------------------------------ the training checkpoint
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands: what a checkpoint carries besides the model, optimizer, scheduler and pruner states."""
+
+    epoch: int = 0  # epochs finished
+    global_step: int = 0
+    history: List[Dict[str, Any]] = field(default_factory=list)  # one row per finished epoch (metrics.csv)
+    wall_time_s: float = 0.0  # training time of the processes before this one
+    initial_weights_sha256: str = ""  # weights_fingerprint of the model before its first step
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's state_dict (names, dtypes, shapes, values): equal digests, equal weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{clean_name(name)}|{t.dtype}|{tuple(t.shape)}|".encode())  # the flat shape (first runs')
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def training_checkpoint(model: nn.Module, optimizer, scheduler, pruner, state: TrainingState,
+                        config: Dict[str, Any], wall_time_s: float) -> Dict[str, Any]:
+    """The dict saved after an epoch: everything a resumed run needs to continue bit-identically."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "history": state.history,
+        "config": config,
+        "wall_time_s": wall_time_s,
+        "rng": {"torch": torch.get_rng_state()},
+        "pruner": pruner.state_dict() if pruner is not None else None,
+        "initial_weights_sha256": state.initial_weights_sha256,
+    }
+
+
+def restore_training(ckpt: Mapping[str, Any], model: nn.Module, optimizer, scheduler, pruner,
+                     path: str | os.PathLike) -> TrainingState:
+    """Load a training checkpoint's states into the run's objects; the run continues from the returned state."""
+    load_model_weights(model, ckpt["model"], path)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if pruner is not None:
+        pruner.load_state_dict(ckpt["pruner"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    return TrainingState(
+        epoch=ckpt["epoch"], global_step=ckpt["global_step"], history=list(ckpt["history"]),
+        wall_time_s=float(ckpt.get("wall_time_s", 0.0)),
+        initial_weights_sha256=ckpt.get("initial_weights_sha256", "unknown (saved by an older version)"),
+    )
