@@ -113,6 +113,9 @@ class OptimConfig:
     accumulator_init: str = "weights"
     accumulator_range: float = 0.1
     accumulator_seed: int = 123
+    # dtype of gRDA's accumulator for bf16/fp16 parameters: fp32 (default: updates below half a bf16 ulp still count)
+    # | param (the parameter's dtype: half the state memory, small updates rounded away; see grda.GRDA)
+    accumulator_dtype: str = "fp32"
 
 
 @dataclass

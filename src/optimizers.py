@@ -33,6 +33,7 @@ def build_optimizer(model: nn.Module, cfg: Any, lr: float) -> torch.optim.Optimi
             return GRDA(
                 params, lr=lr, c=cfg.c, mu=cfg.mu, impl=cfg.impl, accumulator_init=cfg.accumulator_init,
                 accumulator_range=cfg.accumulator_range, accumulator_seed=cfg.accumulator_seed,
+                accumulator_dtype=cfg.accumulator_dtype,
             )
         if name in ("sgd", "sgd_momentum"):
             # Keras' SGD(nesterov=True) with its default momentum 0 is plain SGD; torch refuses that combination.

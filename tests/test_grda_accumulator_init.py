@@ -75,6 +75,7 @@ def test_uniform_start_on_cuda_matches_closed_form(impl):
         want = numpy_closed_form(documented_start(s, bound, seed + i), [g[i] for g in grads], lr, c, mu)
         np.testing.assert_allclose(p.detach().double().cpu().numpy(), want, atol=2e-6)
         assert (want == 0).any() and (want != 0).any(), "the case must exercise both branches"
+        assert not bool((torch.signbit(p) & (p == 0)).any()), "a pruned weight is +0.0"
 
 
 def test_initial_weights_do_not_matter_and_weights_start_does():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import platform
 import subprocess
+import sys
 import warnings
 
 import pytest
@@ -288,3 +289,42 @@ def test_portable_loop_matches_literal_formula(tmp_path):
         torch.testing.assert_close(w, w_ref, rtol=0, atol=1e-6)
         assert torch.equal(w == 0, w_ref == 0)
         assert not (torch.signbit(w) & (w == 0)).any()
+
+
+def test_kernel_refuses_tensors_of_other_shapes_or_devices():
+    """The kernel walks p.numel() elements of each: an accumulator of another shape (a mismatched state dict), even
+    with as many elements, or on another device, goes through foreach."""
+    p, g = torch.randn(4, 6), torch.randn(4, 6)
+    assert cpu_kernel.supports(p, g, torch.randn(4, 6))
+    for a in (torch.randn(6, 4), torch.randn(24), torch.randn(3), torch.randn(4, 6, device="meta")):
+        assert not cpu_kernel.supports(p, g, a), a.shape
+        assert not cpu_kernel.supports(p, a, g), a.shape
+
+
+MISMATCHED_ACCUMULATOR = """
+import torch
+from grda import GRDA, cpu_kernel
+
+p = torch.nn.Parameter(torch.randn(1 << 20))
+for impl in ("auto", "fused"):
+    opt = GRDA([p], lr=0.1, c=0.1, mu=0.6, impl=impl)
+    p.grad = torch.randn(1 << 20)
+    opt.step()
+    opt.state[p]["accumulator"] = torch.zeros(3)  # what a mismatched state dict leaves, loaded around the check
+    try:
+        opt.step()
+    except RuntimeError as e:
+        print(impl, "raised", type(e).__name__)
+try:  # the kernel's own entry point, handed the same tensors
+    cpu_kernel.update([p.detach()], [torch.randn(1 << 20)], [torch.zeros(3)], lr=0.1, tau=0.1)
+except ValueError as e:
+    print("update raised", type(e).__name__)
+"""
+
+
+def test_an_accumulator_of_another_shape_is_an_error_not_a_crash():
+    """In a child process: the kernel used to read 4 MB past a 12-byte accumulator (a segfault, or garbage)."""
+    done = subprocess.run([sys.executable, "-c", MISMATCHED_ACCUMULATOR], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "auto raised RuntimeError" in done.stdout and "fused raised RuntimeError" in done.stdout, done.stdout
+    assert "update raised ValueError" in done.stdout, done.stdout

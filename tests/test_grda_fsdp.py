@@ -6,7 +6,9 @@ ranks) and some are empty (a 1-row weight and its bias live on rank 0 only). Che
 fused CPU kernel takes the local shards), for ``accumulator_init="uniform"`` (each rank keeps its shard of the same
 draw) and for a gradient laid out unlike its parameter (redistributed first); and that the state stays DTensor, that
 global sparsity is an all-reduce of local zero counts (no gather), and that distributed checkpointing
-(``torch.distributed.checkpoint``) saves and restores GRDA's state bit for bit.
+(``torch.distributed.checkpoint``) saves and restores GRDA's state bit for bit. bf16 parameters, under FSDP2 and DDP,
+keep float32 accumulators (FSDP2: DTensors with the parameter's placements), through the DCP round trip too, and train
+like one process.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ def train(model, opt, data, rank=None) -> None:
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
+
+
+def bf16(data):
+    return [(x.bfloat16(), y.bfloat16()) for x, y in data]
 
 
 def shard(model, mesh):
@@ -145,6 +151,40 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         assert torch.equal(opt.state[p]["accumulator"].to_local(), fresh_opt.state[q]["accumulator"].to_local())
         assert opt.state[p]["tau"] == fresh_opt.state[q]["tau"] and fresh_opt.state[q]["step"] == STEPS + MORE
     results["dcp"] = True
+
+    # bf16 parameters: float32 accumulators under FSDP2, kept through DCP (torch would cast them to bf16 on loading)
+    model = shard(make_model().bfloat16(), mesh)
+    opt = GRDA(model.parameters(), lr=LR, c=C, mu=MU)
+    train(model, opt, bf16(batches(STEPS)), rank)
+    for p in model.parameters():
+        a = opt.state[p]["accumulator"]
+        assert isinstance(a, DTensor) and a.placements == p.placements
+        assert a.dtype == torch.float32 and p.dtype == torch.bfloat16, "a float32 accumulator"
+    results["fsdp_bf16"] = {n: p.full_tensor() for n, p in model.named_parameters()}
+    model_sd, optim_sd = get_state_dict(model, opt)
+    checkpoint = os.path.join(out_dir, "dcp_bf16")
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=checkpoint)
+    train(model, opt, bf16(batches(MORE, offset=1)), rank)
+    fresh = shard(make_model(seed=9).bfloat16(), mesh)
+    fresh_opt = GRDA(fresh.parameters(), lr=LR, c=C, mu=MU)
+    model_sd, optim_sd = get_state_dict(fresh, fresh_opt)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=checkpoint)
+    set_state_dict(fresh, fresh_opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    train(fresh, fresh_opt, bf16(batches(MORE, offset=1)), rank)
+    for (n, p), q in zip(model.named_parameters(), fresh.parameters()):
+        a, b = opt.state[p]["accumulator"].to_local(), fresh_opt.state[q]["accumulator"].to_local()
+        assert b.dtype == torch.float32 and torch.equal(a, b), f"{n}: bf16 DCP round trip"
+        assert torch.equal(p.to_local(), q.to_local())
+
+    # bf16 parameters under DDP: float32 accumulators, the same weights on every rank
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(make_model().bfloat16())
+    opt = GRDA(ddp.parameters(), lr=LR, c=C, mu=MU)
+    train(ddp, opt, bf16(batches(STEPS)), rank)
+    assert all(opt.state[p]["accumulator"].dtype == torch.float32 for p in ddp.parameters())
+    results["ddp_bf16"] = {n: p.detach().clone() for n, p in ddp.module.named_parameters()}
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
@@ -179,3 +219,15 @@ def test_fsdp2_sharded_grda_matches_one_process(tmp_path):
         local = [r[name]["local_numel"] for r in ranks]
         assert local[0]["0.weight"] == 18 and local[1]["0.weight"] == 12
         assert local[0]["4.bias"] == 1 and local[1]["4.bias"] == 0
+    # bf16: FSDP2 and DDP reduce the gradients in bf16, one process does not: within two bf16 ulps of its weights
+    model = make_model().bfloat16()
+    opt = GRDA(model.parameters(), lr=LR, c=C, mu=MU)
+    train(model, opt, bf16(batches(STEPS)))
+    assert all(opt.state[p]["accumulator"].dtype == torch.float32 for p in model.parameters())
+    for r in ranks:
+        for name in ("fsdp_bf16", "ddp_bf16"):
+            for n, p in model.named_parameters():
+                torch.testing.assert_close(r[name][n].float(), p.detach().float(), rtol=2**-7, atol=2**-9,
+                                           msg=f"{name} {n}")
+    for n in ranks[0]["ddp_bf16"]:
+        assert torch.equal(ranks[0]["ddp_bf16"][n], ranks[1]["ddp_bf16"][n]), "DDP ranks agree"

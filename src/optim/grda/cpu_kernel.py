@@ -134,8 +134,14 @@ def available() -> bool:
 
 
 def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
-    """The kernel walks the three tensors' memory as flat arrays: float32 on the CPU, one dense layout."""
-    if not p.is_cpu or p.dtype != torch.float32 or g.dtype != torch.float32 or a.dtype != torch.float32:
+    """The kernel walks the three tensors' memory as flat arrays of ``p.numel()`` elements: all three float32 on the
+    CPU, of one shape (an accumulator of another shape, e.g. from a mismatched state dict, goes through foreach,
+    which raises), in one dense layout. bf16/fp16 parameters go through foreach."""
+    if not (p.is_cpu and g.is_cpu and a.is_cpu):
+        return False
+    if p.dtype != torch.float32 or g.dtype != torch.float32 or a.dtype != torch.float32:
+        return False
+    if p.shape != g.shape or p.shape != a.shape:
         return False
     return same_dense_layout(p, g, a)
 
@@ -155,6 +161,9 @@ class Launch:
     """
 
     def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
+        if not all(map(supports, params, grads, accumulators)):  # the kernel would read or write past a tensor
+            raise ValueError("grda_cpu.c takes float32 CPU tensors, each with its gradient and accumulator of one "
+                             "shape and one dense layout (see supports())")
         self._lib = load()
         count = len(params)
         numel = [p.numel() for p in params]

@@ -1,6 +1,8 @@
 """gRDA's fused GPU kernel: one Triton launch updates every tensor of a parameter set.
 
-Per element, like the CPU kernel (grda_cpu.c):  a <- fma(g, -lr, a);  w <- softshrink(a, tau)  (exact zeros, +0.0).
+Per element, like the CPU kernel (grda_cpu.c):  a <- fma(g, -lr, a);  w <- softshrink(a, tau)  (exact zeros, +0.0),
+computed in float32; the accumulator is stored in its dtype (float32 for bf16/fp16 parameters by default, else the
+parameter's), and the weight is the soft threshold of what is stored, rounded once to the parameter's dtype.
 The update is memory-bound and a GPU moves ResNet-50's 100 MB in a few tens of microseconds, so what costs is
 launching: one kernel per tensor (161 for ResNet-50) takes several times a plain SGD step. Here one launch covers all
 tensors: a table maps each program to (tensor, offset), and the tensors' addresses are read from a second table.
@@ -41,8 +43,17 @@ def available() -> bool:
 
 
 def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
-    """One dtype (fp32/bf16/fp16) for the three tensors on a CUDA device, one dense layout, 16-byte aligned."""
-    if not p.is_cuda or p.dtype not in DTYPES or g.dtype != p.dtype or a.dtype != p.dtype:
+    """Tensors on a CUDA device that the kernel takes (``takes``)."""
+    return p.is_cuda and takes(p, g, a)
+
+
+def takes(p: Tensor, g: Tensor, a: Tensor) -> bool:
+    """What the kernel needs of the three tensors, wherever they are (``supports`` adds: on a CUDA device; the tests
+    hand CPU tensors to Triton's interpreter through this). Parameter and gradient of one dtype (fp32/bf16/fp16), the
+    accumulator of that dtype or float32; one device, one shape, one dense layout, 16-byte aligned."""
+    if p.dtype not in DTYPES or g.dtype != p.dtype or (a.dtype != p.dtype and a.dtype != torch.float32):
+        return False
+    if p.device != g.device or p.device != a.device or p.shape != g.shape or p.shape != a.shape:
         return False
     if any(t.data_ptr() % 16 for t in (p, g, a)):  # the kernel loads and stores 16 bytes at a time
         return False
@@ -50,14 +61,19 @@ def supports(p: Tensor, g: Tensor, a: Tensor) -> bool:
 
 
 class Launch:
-    """``bind_grads(grads)`` then ``launch(lr, tau)``: one kernel launch that updates a fixed set of tensors (one device
-    and dtype, each passing ``supports``).
+    """``bind_grads(grads)`` then ``launch(lr, tau)``: one kernel launch that updates a fixed set of tensors (one
+    device, one parameter dtype and one accumulator dtype, each passing ``takes``).
 
     Parameters and accumulators are fixed at their current addresses. The gradients' address table is uploaded again
     only when their addresses change.
     """
 
     def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
+        if not all(map(takes, params, grads, accumulators)):  # the kernel would read or write past a tensor
+            raise ValueError("the Triton kernel takes tensors each with its gradient and accumulator of one device, "
+                             "shape and dense layout (see takes())")
+        if len({(p.device, p.dtype, a.dtype) for p, a in zip(params, accumulators)}) != 1:
+            raise ValueError("one launch updates tensors of one device, one dtype and one accumulator dtype")
         self.device = params[0].device
         numels = [p.numel() for p in params]
         counts = torch.tensor([-(-n // BLOCK) for n in numels])
@@ -73,7 +89,8 @@ class Launch:
         from grda import _triton  # here, not at the top: importing Triton costs memory and time
 
         self._kernel = _triton.grda_multi_tensor_kernel[(len(tensor_of_chunk),)]
-        self._dtype = _triton.TL_DTYPES[params[0].dtype]
+        dtypes = _triton.TL_DTYPES
+        self._dtypes = {"DTYPE": dtypes[params[0].dtype], "ACC_DTYPE": dtypes[accumulators[0].dtype]}
 
     def _addresses(self, addresses: tuple) -> Tensor:
         return torch.tensor(addresses, dtype=torch.int64).to(self.device)
@@ -91,11 +108,11 @@ class Launch:
 
     def __call__(self, lr: float, tau: float) -> None:
         if self.device.type != "cuda":  # Triton's interpreter (TRITON_INTERPRET=1): how the tests run it without a GPU
-            return self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype)
+            return self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, **self._dtypes)
         if torch.cuda.current_device() != self.device.index:  # switch only when needed: switching costs ~8 us
             with torch.cuda.device(self.device):
                 return self(lr, tau)
-        self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, DTYPE=self._dtype, num_warps=NUM_WARPS)
+        self._kernel(*self._tables, lr, tau, BLOCK=BLOCK, num_warps=NUM_WARPS, **self._dtypes)
 
 
 def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:

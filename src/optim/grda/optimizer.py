@@ -18,9 +18,14 @@ from torch.optim import Optimizer
 from grda import cpu_kernel, cuda_kernel, defaults
 from grda._validation import check_accumulator_start, check_c_mu, check_lr
 
-__all__ = ["GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator"]
+__all__ = [
+    "GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator",
+    "accumulator_dtype_of",
+]
 
 IMPLEMENTATIONS = ("auto", "fused", "compiled", "foreach", "reference")
+# "fp32": bf16/fp16 parameters keep a float32 accumulator (wider dtypes keep their own); "param": the parameter's dtype.
+ACCUMULATOR_DTYPES = ("fp32", "param")
 # Where no fused kernel runs, "auto" compiles the update for parameter sets at least this large (a one-off
 # compile of ~40 s on 2 CPU cores, a few seconds with a warm inductor cache, against days of training).
 COMPILE_MIN_NUMEL = 5_000_000
@@ -41,6 +46,14 @@ def threshold_increment(step: int, lr: float, c: float, mu: float) -> float:
 def closed_form_threshold(step: int, lr: float, c: float, mu: float) -> float:
     r""":math:`\tau_n = c\sqrt{\gamma}\,(n\gamma)^\mu`: the threshold after ``step`` updates at constant lr."""
     return c * math.sqrt(lr) * (step * lr) ** mu
+
+
+def accumulator_dtype_of(param_dtype: torch.dtype, option: str = "fp32") -> torch.dtype:
+    """The dtype of a parameter's accumulator: float32 for a parameter narrower than 32 bits (bf16, fp16) under
+    ``option="fp32"``; otherwise the parameter's own (fp32 and fp64 parameters always keep theirs)."""
+    if option == "fp32" and param_dtype.is_floating_point and param_dtype.itemsize < 4:
+        return torch.float32
+    return param_dtype
 
 
 def soft_threshold(x: Tensor, tau: float) -> Tensor:
@@ -79,6 +92,16 @@ class _StateDict(defaultdict):
     update = _changed(defaultdict.update)
     setdefault = _changed(defaultdict.setdefault)
     del _changed
+
+
+class _Held:
+    """A saved accumulator passed through ``Optimizer.load_state_dict`` as it is: torch casts every floating-point
+    state tensor to its parameter's dtype, which would round the float32 accumulator of a bf16 parameter."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
 
 
 class _FastPaths:
@@ -155,19 +178,33 @@ class GRDA(Optimizer):
         accumulator_seed: seed of the ``"uniform"`` draw. The parameter at position :math:`i` of
             the optimizer (counting through all groups) draws
             ``(2 * torch.rand(shape, generator=torch.Generator().manual_seed(seed + i)) - 1) * r``
-            in float32 on the CPU, then takes its parameter's dtype, device and layout, so the
-            start is the same on every device, implementation and thread count (and, for a
-            DTensor parameter, each rank keeps its shard of the same draw).
+            in float32 on the CPU, then takes its accumulator's dtype and its parameter's device and
+            layout, so the start is the same on every device, implementation and thread count (and,
+            for a DTensor parameter, each rank keeps its shard of the same draw).
+        accumulator_dtype: the dtype of the accumulators of bf16 and fp16 parameters. ``"fp32"``
+            (default): float32. :math:`a` is accumulated in float32 and :math:`w = S_\tau(a)` is
+            rounded to the parameter's dtype at every step, so a low-precision model trains like its
+            float32 twin. fp32 and fp64 parameters always keep an accumulator of their own dtype.
+            ``"param"``: the parameter's dtype, for half the state memory (2 bytes per bf16/fp16
+            parameter instead of 4). Its risk: an update :math:`\gamma g` smaller than half a unit in
+            the last place of the accumulator is rounded away. bf16 keeps 8 significant bits: next
+            to 0.05 one ulp is 2.4e-4, so at lr 2e-3 every gradient below 0.06 leaves the weight
+            where it is, and training stalls above the float32 loss.
 
     Tuning, as the authors advise: fix ``mu`` (e.g. 0.51), then search for the largest ``c``
     that keeps the test accuracy of a c = 0 run after 1–5 epochs.
 
-    State per parameter: ``accumulator`` (a tensor like the parameter: the only extra buffer; a
-    DTensor with the parameter's placements when the parameter is one, e.g. under FSDP2's
-    ``fully_shard``), ``step`` (int) and ``tau`` (float). Both scalars live on the host, so a step
-    makes no host-device synchronisation. ``state_dict()`` / ``load_state_dict()`` resume
-    bit-identically. What the fast paths cache (kernel plans, the compiled update) belongs to the
-    optimizer instance and is neither pickled nor copied.
+    State per parameter: ``accumulator`` (a tensor shaped and laid out like the parameter: the only
+    extra buffer; float32 for a bf16/fp16 parameter unless ``accumulator_dtype="param"``; a DTensor
+    with the parameter's placements when the parameter is one, e.g. under FSDP2's ``fully_shard``),
+    ``step`` (int) and ``tau`` (float). Both scalars live on the host, so a step makes no
+    host-device synchronisation. ``state_dict()`` / ``load_state_dict()`` resume bit-identically;
+    loading keeps each accumulator in the dtype its group's ``accumulator_dtype`` names (torch
+    would cast it to the parameter's), and refuses, before changing anything, a state dict whose
+    accumulators do not have their parameters' shapes. ``self.state`` exists from construction
+    (``step()`` never replaces it, so a step compiled by ``torch.compile`` keeps its state). What the
+    fast paths cache (kernel plans, the compiled update) belongs to the optimizer instance and is
+    neither pickled nor copied.
 
     Example:
         >>> opt = GRDA(model.parameters(), lr=0.005, c=0.005, mu=0.51)
@@ -187,30 +224,61 @@ class GRDA(Optimizer):
         accumulator_init: str = "weights",
         accumulator_range: float = 0.1,
         accumulator_seed: int = 123,
+        accumulator_dtype: str = "fp32",
     ) -> None:
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
         self._fast = _FastPaths()
         group_defaults = dict(
             lr=lr, c=c, mu=mu, weight_decay=weight_decay, impl=impl, accumulator_init=accumulator_init,
-            accumulator_range=accumulator_range, accumulator_seed=accumulator_seed,
+            accumulator_range=accumulator_range, accumulator_seed=accumulator_seed, accumulator_dtype=accumulator_dtype,
         )
-        super().__init__(params, group_defaults)
+        super().__init__(params, group_defaults)  # sets self.state: a _StateDict (see __setattr__)
+
+    def __setattr__(self, name: str, value) -> None:
+        """``self.state`` is always a ``_StateDict``, from construction on, whoever assigns it: ``step()`` never
+        replaces it (an attribute replaced inside a step that ``torch.compile`` traces would be lost)."""
+        if name == "state" and not isinstance(value, _StateDict):
+            value = _StateDict(value)
+        super().__setattr__(name, value)
 
     def add_param_group(self, param_group: dict) -> None:
+        """``Optimizer.add_param_group``, after checking the group's hyperparameters: a group that fails is not
+        added."""
+        if isinstance(param_group, dict):  # torch raises the TypeError for anything else
+            _validate_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        _validate_hyperparameters(self.param_groups[-1])
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """``Optimizer.load_state_dict``, with two differences. Before it changes anything it checks that every saved
+        accumulator has its parameter's shape (``ValueError`` if not: the state dict of another model, or of groups in
+        another order). And each accumulator takes the dtype its group's ``accumulator_dtype`` names, not the
+        parameter's: a float32 accumulator of a bf16 parameter stays float32, bit for bit, and the bf16 accumulator of
+        an older state dict becomes float32 (exactly). A saved group without ``accumulator_dtype`` takes this
+        optimizer's."""
+        handle = self.register_load_state_dict_pre_hook(_hold_accumulators)  # after the user's pre-hooks
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         if "_fast" not in self.__dict__:  # unpickled or deep-copied: caches of its own
             self._fast = _FastPaths()
+        self.state = self.__dict__["state"]  # through __setattr__: a _StateDict
         for group in self.param_groups:
             group.setdefault("weight_decay", 0.0)
             group.setdefault("impl", "auto")
             group.setdefault("accumulator_init", "weights")
             group.setdefault("accumulator_range", 0.1)
             group.setdefault("accumulator_seed", 123)
+            group.setdefault("accumulator_dtype", "fp32")
+            for p in group["params"]:  # accumulators passed through load_state_dict by _hold_accumulators
+                entry = self.state.get(p)
+                if entry and isinstance(entry.get("accumulator"), _Held):
+                    target = accumulator_dtype_of(p.dtype, group["accumulator_dtype"])
+                    entry["accumulator"] = entry["accumulator"].tensor.to(device=p.device, dtype=target)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None):
@@ -269,14 +337,15 @@ class GRDA(Optimizer):
         return buckets
 
     def _initial_accumulator(self, group: dict, index_in_group: int, p: Tensor) -> Tensor:
+        dtype = accumulator_dtype_of(p.dtype, group["accumulator_dtype"])
         if group["accumulator_init"] == "weights":
-            return p.detach().clone(memory_format=torch.preserve_format)
+            return p.detach().to(dtype=dtype, memory_format=torch.preserve_format, copy=True)
         index = index_in_group
         for other in self.param_groups:
             if other is group:
                 break
             index += len(other["params"])
-        return uniform_accumulator(p, group["accumulator_range"], group["accumulator_seed"] + index)
+        return uniform_accumulator(p, group["accumulator_range"], group["accumulator_seed"] + index, dtype=dtype)
 
     def _group_states(self, group: dict) -> Tuple[List[dict], List[bool]]:
         """The state dicts of a group's parameters, in order, and which parameters are DTensors: looked up once, not
@@ -284,10 +353,8 @@ class GRDA(Optimizer):
         step is mostly such host work).
 
         Looked up again whenever ``self.state`` is replaced (``load_state_dict``), gains, loses or replaces an entry,
-        or the group's parameter list changes."""
+        or the group's parameter list changes. ``self.state`` is a ``_StateDict`` (see ``__setattr__``)."""
         state = self.state
-        if not isinstance(state, _StateDict):  # Optimizer.__init__, load_state_dict, or a user who reset it
-            state = self.state = _StateDict(state)
         cache = self._fast.groups
         params = group["params"]
         entry = cache.get(id(group))
@@ -304,7 +371,8 @@ class GRDA(Optimizer):
     ) -> None:
         """The hand-written kernels for every tensor they take, ``foreach`` for the rest.
 
-        CPU: dense fp32 through grda_cpu.c. CUDA: fp32/bf16/fp16 through one Triton launch per (device, dtype).
+        CPU: dense fp32 through grda_cpu.c (bf16/fp16 through foreach). CUDA: fp32/bf16/fp16, with an accumulator of
+        the parameter's dtype or float32, through one Triton launch per (device, dtypes).
         Which tensor goes where, and the kernels' address tables, are worked out once per set of tensors and reused
         while the parameters and accumulators keep their addresses and the gradients their sizes and layouts: checking
         each tensor on every step would cost more host time than a GPU spends on the whole update. The plans are the
@@ -382,23 +450,57 @@ def _local_shards(p: Tensor, grad: Tensor, accumulator: Tensor) -> Tuple[Tensor,
     return _local(p), _local(grad), _local(accumulator)
 
 
-def uniform_accumulator(p: Tensor, bound: float, seed: int) -> Tensor:
-    """U(-bound, bound) draw shaped like ``p`` (its dtype, device and layout), the same on every device.
+def uniform_accumulator(p: Tensor, bound: float, seed: int, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """U(-bound, bound) draw shaped like ``p`` (its device and layout; ``dtype``, default ``p``'s), the same on every
+    device: drawn in float32 on the CPU, then converted.
 
     For a DTensor ``p`` every rank draws the whole tensor (no communication) and keeps its own shard."""
     generator = torch.Generator().manual_seed(seed)
     draw = (2 * torch.rand(p.shape, generator=generator, dtype=torch.float32) - 1) * bound
+    dtype = p.dtype if dtype is None else dtype
     dtensor = _dtensor_type()
     if dtensor is not None and isinstance(p, dtensor):
         from torch.distributed.tensor import distribute_tensor
 
-        full = draw.to(device=_local(p).device, dtype=p.dtype)
+        full = draw.to(device=_local(p).device, dtype=dtype)
         return distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
-    return torch.empty_like(p, memory_format=torch.preserve_format).copy_(draw)
+    return torch.empty_like(p, dtype=dtype, memory_format=torch.preserve_format).copy_(draw)
+
+
+def _hold_accumulators(optimizer: GRDA, state_dict: dict) -> Optional[dict]:
+    """GRDA.load_state_dict's pre-hook (run after the user's): check that every saved accumulator has its parameter's
+    shape, and pass the accumulators through torch's cast to the parameter's dtype untouched (``_Held``; __setstate__
+    converts them to their accumulator dtype). Mismatched group counts or sizes are left to torch's ValueError."""
+    groups, saved_groups = optimizer.param_groups, state_dict["param_groups"]
+    if len(groups) != len(saved_groups):
+        return None
+    if any(len(group["params"]) != len(saved["params"]) for group, saved in zip(groups, saved_groups)):
+        return None
+    saved_state = state_dict["state"]
+    held, new_groups = {}, []
+    for number, (group, saved) in enumerate(zip(groups, saved_groups)):
+        new_groups.append({"accumulator_dtype": group["accumulator_dtype"], **saved})  # an older dict has no such key
+        for index, (p, key) in enumerate(zip(group["params"], saved["params"])):
+            entry = saved_state.get(key)
+            accumulator = entry.get("accumulator") if isinstance(entry, dict) else None
+            if not isinstance(accumulator, Tensor):
+                continue
+            if accumulator.shape != p.shape:
+                raise ValueError(
+                    f"GRDA.load_state_dict: the saved accumulator of parameter {index} of group {number} has shape "
+                    f"{tuple(accumulator.shape)}, the parameter {tuple(p.shape)}: the state dict belongs to another "
+                    "model, or its parameter groups or parameters are in another order"
+                )
+            held[key] = {**entry, "accumulator": _Held(accumulator)}
+    return {**state_dict, "state": {**saved_state, **held}, "param_groups": new_groups}
 
 
 def _validate_hyperparameters(group: dict) -> None:
     check_accumulator_start(group["accumulator_init"], group["accumulator_range"], group["accumulator_seed"])
+    if group["accumulator_dtype"] not in ACCUMULATOR_DTYPES:
+        raise ValueError(
+            f"GRDA accumulator_dtype must be one of {ACCUMULATOR_DTYPES}, got {group['accumulator_dtype']!r}"
+        )
     if group["impl"] not in IMPLEMENTATIONS:
         raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {group['impl']!r}")
     weight_decay = group["weight_decay"]
@@ -426,18 +528,24 @@ def _foreach_update(params: List[Tensor], grads: List[Tensor], accumulators: Lis
     softshrink(a, tau) = a - tau if a > tau, a + tau if a < -tau, else a * 0: the same values as
     sign(a) * max(|a| - tau, 0) (round-to-nearest is symmetric in sign), in one pass and
     without temporaries. ``a * 0`` is -0.0 for negative a: one multi-tensor ``+ 0.0`` makes every zero +0.0.
+    A float32 accumulator of a bf16/fp16 parameter takes the gradient exactly (widened), and its soft threshold is
+    computed in float32 and rounded once into the parameter, as in the reference.
     """
     torch._foreach_add_(accumulators, grads, alpha=-lr)
     for p, a in zip(params, accumulators):
-        torch._C._nn.softshrink(a, tau, out=p)
+        if p.dtype is a.dtype:
+            torch._C._nn.softshrink(a, tau, out=p)
+        else:  # softshrink's out= must have the input's dtype
+            p.copy_(torch._C._nn.softshrink(a, tau))
     torch._foreach_add_(params, 0.0)
 
 
 def _fused_update_eager(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: Tensor, tau: Tensor) -> None:
     """What ``torch.compile`` fuses: zeros are selected as a literal +0.0 (a compiler may drop an ``x + 0.0``), and
-    NaN accumulators give NaN weights, as in the other paths."""
+    NaN accumulators give NaN weights, as in the other paths. The gradient is widened to a float32 accumulator's dtype
+    first; the weight is the soft threshold in the accumulator's dtype, rounded into the parameter."""
     for p, g, a in zip(params, grads, accumulators):
-        a_new = a - lr * g
+        a_new = a - lr * g.to(a.dtype)
         a.copy_(a_new)
         inside = torch.where(a_new != a_new, a_new, torch.zeros_like(a_new))
         p.copy_(torch.where(a_new > tau, a_new - tau, torch.where(a_new < -tau, a_new + tau, inside)))
@@ -453,7 +561,7 @@ class _Plan:
             if cpu_kernel.supports(p, g, a) and cpu_kernel.available():
                 route = (cpu_kernel.Launch,)
             elif cuda_kernel.supports(p, g, a) and cuda_kernel.available():
-                route = (cuda_kernel.Launch, p.device, p.dtype)  # one launch per device and dtype
+                route = (cuda_kernel.Launch, p.device, p.dtype, a.dtype)  # one launch per device and dtypes
             else:
                 route = "foreach"
             routes.setdefault(route, []).append(i)
