@@ -1,11 +1,12 @@
-"""Per-layer sparsity: exact zeros counted on the parameters' device with one host sync."""
+"""Per-layer sparsity reports: exact zeros (counted by ``grda.zero_counts``, on the parameters' device with one host
+sync), split into conv/linear weights and the rest, as the authors count them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Tuple
 
-import torch
+from grda import zero_counts
 from torch import Tensor, nn
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -45,24 +46,17 @@ def conv_linear_weight_names(model: nn.Module) -> set:
     }
 
 
-def count_zeros(tensors: Iterable[Tensor]) -> List[int]:
-    """Exact-zero counts of many tensors with one device-to-host transfer."""
-    tensors = list(tensors)
-    if not tensors:
-        return []
-    counts = torch.stack([(t.detach() == 0).sum() for t in tensors])
-    return counts.tolist()
-
-
 def layer_sparsity(model: nn.Module) -> List[LayerSparsity]:
     """Sparsity of every trainable parameter of ``model``."""
     named = [(clean_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
     weights = conv_linear_weight_names(model)
-    zeros = count_zeros(p for _, p in named)
-    return [
-        LayerSparsity(name, tuple(p.shape), p.numel(), z, name in weights)
-        for (name, p), z in zip(named, zeros)
-    ]
+    return _layers(named, weights)
+
+
+def _layers(named: List[Tuple[str, Tensor]], weights) -> List[LayerSparsity]:
+    """Counted by grda's counter (one device-to-host copy; DTensors counted over all shards)."""
+    counts = zero_counts(named)
+    return [LayerSparsity(n, tuple(t.shape), t.numel(), counts[n][0], n in weights) for n, t in named]
 
 
 def state_dict_sparsity(state_dict: Mapping[str, Tensor], weight_names: Iterable[str] | None = None) -> List[LayerSparsity]:
@@ -77,8 +71,7 @@ def state_dict_sparsity(state_dict: Mapping[str, Tensor], weight_names: Iterable
         if isinstance(v, Tensor) and v.is_floating_point() and not _is_buffer_name(k)
     ]
     weights = set(weight_names) if weight_names is not None else {n for n, v in named if n.endswith("weight") and v.dim() >= 2}
-    zeros = count_zeros(v for _, v in named)
-    return [LayerSparsity(n, tuple(v.shape), v.numel(), z, n in weights) for (n, v), z in zip(named, zeros)]
+    return _layers(named, weights)
 
 
 def _is_buffer_name(key: str) -> bool:
