@@ -12,7 +12,7 @@ SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
 
-.PHONY: setup train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup docs train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,21 @@ $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 
 setup: $(VENV)/.installed
 
+# the docs extra (mkdocs & co.), installed on demand by make docs and make test only, not by make train
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed  ## the documentation site -> site/ (its report generated from results/*.csv)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 train: setup  ## the offline default: digits + MLP + gRDA
 	$(PY) src/train.py
 
-test: setup  ## the whole suite, slow end-to-end tests included (two workers)
+test: setup $(VENV)/.docs-installed  ## the whole suite, slow end-to-end tests included (two workers)
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
-test-fast: setup
+test-fast: setup $(VENV)/.docs-installed
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_resnet50

@@ -1,0 +1,311 @@
+"""The documentation site, as `make docs` builds it and as a reader sees it.
+
+- `mkdocs build --strict` passes (no warning: every link, anchor and API object resolves), and the API reference
+  comes from the grda docstrings.
+- The reproduction report is generated from results/*.csv: every number on its pages is one a CSV holds (rounded),
+  and its statuses follow the targets in docs/report_targets.csv, with results/cifar10_vgg16_curves.csv absent or
+  present.
+- Every page, served on 127.0.0.1, loads in headless Chromium (Debian's ``chromium``; tests/browser.py drives it
+  over the DevTools protocol) with no console error and no failed request, every image loaded and every internal
+  link resolving, anchors included. Screenshots of the home page and the report are kept in
+  test-artifacts/docs-site/. Without a browser (``apt-get install chromium``; .ci/run installs it) that test is
+  skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+import pandas as pd
+import pytest
+
+from tests.browser import Chromium, find_chromium
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "docs-site"
+SCREENSHOTS = {"": "home.png", "report/": "report.png", "report/keras-cnn-cifar10/": "report-keras-cnn.png"}
+
+pytestmark = pytest.mark.xdist_group("docs_site")  # one build, on one worker
+
+sys.path.insert(0, str(ROOT / "docs"))
+import gen_report  # noqa: E402
+
+
+def docs_extra_missing() -> str:
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings_handlers.python", "latex2mathml")
+               if importlib.util.find_spec(m.split(".")[0]) is None]
+    return f"the docs extra is not installed ({', '.join(missing)}): pip install -e '.[docs]'" if missing else ""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    if docs_extra_missing():
+        pytest.skip(docs_extra_missing())
+    out = tmp_path_factory.mktemp("docs") / "site"
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr[-8000:]}"
+    print(f"mkdocs build --strict: {time.monotonic() - start:.1f} s")
+    return out
+
+
+# ---------------------------------------------------------------- the build
+
+
+def test_build_has_every_page(site):
+    expected = ["index.html", "quickstart/index.html", "api/index.html", "hyperparameters/index.html",
+                *(f"integrations/{n}/index.html" for n in ("timm", "lightning", "huggingface", "fsdp", "keras")),
+                "harness/index.html", "harness/clusters/index.html", "performance/training/index.html",
+                "performance/sparse-inference/index.html", "report/index.html",
+                *(f"report/{e.slug}/index.html" for e in gen_report.EXPERIMENTS)]
+    assert not [p for p in expected if not (site / p).is_file()]
+
+
+def test_api_reference_comes_from_the_docstrings(site):
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    for needle in ("accumulator_init", "accumulator_seed", "layer_sparsity", "zero_counts", "SparsityCallback",
+                   "dense_1d_groups", "keras.optimizers.Optimizer", "Tuning, as the authors advise"):
+        assert needle in api, needle
+    assert "<math" in api and ":math:" not in api, "the docstrings' math is rendered, not shown as reST"
+
+
+# ---------------------------------------------------------------- the report: numbers and statuses
+
+NAMES = re.compile(r"ResNet-50|WRN-28-10|CIFAR-100|CIFAR-10|LeNet-5|top-1|top-5|VGG16|FSDP2|Keras 3")
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+LINK_TARGET = re.compile(r"\]\([^)]*\)")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w]|\.\d)")
+
+
+def numbers_in(text: str):
+    text = LINK_TARGET.sub("]", CODE.sub(" ", text))
+    return NUMBER.findall(NAMES.sub(" ", text))
+
+
+@functools.lru_cache(maxsize=None)
+def csv_numbers(results: Path) -> tuple:
+    """What the CSVs hold: every number of every cell (text cells too), as text and as values."""
+    texts, values = set(), set()
+    for path in [*sorted(results.rglob("*.csv")), gen_report.TARGETS]:
+        for cell in pd.read_csv(path, dtype=str, keep_default_na=False).to_numpy().ravel():
+            for token in NUMBER.findall(cell):
+                texts.add(token)
+            try:
+                value = abs(float(cell))
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                values.add(value)
+    return texts, values
+
+
+def held_by_a_csv(token: str, results: Path) -> bool:
+    texts, values = csv_numbers(results)
+    if token in texts:
+        return True
+    digits = len(token.split(".")[1]) if "." in token else 0
+    shown = float(token)
+    if digits == 0:
+        return shown in values
+    return any(math.isclose(round(v, digits), shown, abs_tol=10 ** -(digits + 3)) for v in values)
+
+
+def report_pages(results: Path) -> dict:
+    return {name: data.decode() for name, data in gen_report.build(results).items() if name.endswith(".md")}
+
+
+def test_every_number_in_the_report_is_held_by_a_csv():
+    results = ROOT / "results"
+    pages = report_pages(results)
+    assert len(pages) == len(gen_report.EXPERIMENTS) + 1
+    stray = {name: sorted({t for t in numbers_in(text) if not held_by_a_csv(t, results)})
+             for name, text in pages.items()}
+    assert not {k: v for k, v in stray.items() if v}, "numbers no CSV holds"
+
+
+def test_the_number_check_sees_a_stray_number():
+    results = ROOT / "results"
+    page = report_pages(results)["report/keras-cnn-cifar10.md"]
+    assert len(numbers_in(page)) > 300
+    assert numbers_in("`make 12` [ResNet-50 at 1.5](figures/a9.png) 0.7772 and −0.0134; 3") == ["1.5", "0.7772",
+                                                                                                  "0.0134", "3"]
+    assert held_by_a_csv("0.7772", results) and held_by_a_csv("0.777", results)
+    assert not held_by_a_csv("0.98765", results) and not held_by_a_csv("123457", results)
+
+
+@pytest.fixture
+def results_copy(tmp_path) -> Path:
+    """results/ without our VGG16 CSVs and figure, to add them in a test."""
+    out = tmp_path / "results"
+    shutil.copytree(ROOT / "results", out, ignore=shutil.ignore_patterns("*vgg16_table*", "cifar10_vgg16_curves.csv",
+                                                                           "vgg16_curves.png", "bench", "*.md"))
+    return out
+
+
+def status_line(page: str) -> str:
+    return next(line for line in page.split("\n") if line.startswith("**Status:"))
+
+
+def test_report_without_our_vgg16_runs(results_copy):
+    page = report_pages(results_copy)["report/vgg16-cifar10.md"]
+    assert "not run here" in status_line(page)
+    assert "torchrun --standalone --nproc_per_node=1 src/train.py experiment=cifar10_vgg16" in page
+    assert "hydra/launcher=submitit_slurm" in page and "make cifar10-vgg16-runs" in page
+    assert "90.82" in page, "the authors' final numbers are shown"
+
+
+def fake_vgg16_curves(results: Path, epochs: int, off_by: float = 0.0) -> None:
+    """Our VGG16 CSV as `cifar10_keras_cnn_runs.py collect --setting vgg16` writes it: the authors' means."""
+    authors = pd.read_csv(results / "authors_vgg16_curves.csv")
+    rows = []
+    for label, optimizer, mu in (("SGD", "sgd", None), ("gRDA mu=0.51", "grda", 0.51), ("gRDA mu=0.7", "grda", 0.7)):
+        theirs = authors[(authors["optimizer"] == optimizer) & ((authors["mu"] == mu) if mu else authors["mu"].isna())
+                         & (authors["c"].fillna(0.0005) == 0.0005) & (authors["epoch"] <= epochs)]
+        for _, a in theirs.iterrows():
+            rows.append({"optimizer": label, "mu": mu, "c": 0.0005 if mu else 0.0, "seed": 1, "epoch": a["epoch"],
+                         "lr": 0.1, "train_loss": a["train_loss_mean"], "train_acc": 50.0,
+                         "test_loss": 1.0, "test_acc": a["test_acc_mean"], "sparsity": a["sparsity_mean"] + off_by,
+                         "initial_weights_sha256": "ab" * 32})
+    pd.DataFrame(rows).to_csv(results / "cifar10_vgg16_curves.csv", index=False)
+
+
+def test_report_with_our_vgg16_runs(results_copy):
+    fake_vgg16_curves(results_copy, epochs=3)
+    files = gen_report.build(results_copy)
+    page = files["report/vgg16-cifar10.md"].decode()
+    assert "partial" in status_line(page) and "epochs 1–3 of 600" in status_line(page)
+    assert "within the targets so far" in status_line(page)
+    assert "report/figures/vgg16_curves.png" in files, "drawn for the site where no committed figure is"
+    assert '=== "gRDA mu=0.7"' in page and "    | 3 | " in page
+    fake_vgg16_curves(results_copy, epochs=3, off_by=2.5)  # % zeros 2.5 points off: outside the target
+    page = gen_report.build(results_copy)["report/vgg16-cifar10.md"].decode()
+    assert "outside the targets" in status_line(page) and "% zeros outside the target at epochs 1, 2, 3" in page
+
+
+def test_report_status_follows_the_targets(results_copy):
+    table = gen_report.comparison_table(["cifar10_wrn28x10"], gen_report.NO_RUNS)
+    done = table.assign(status="done", runs=1, epoch=table["paper epoch"], **{
+        "top-1 %": table["paper top-1 %"] + 0.2, "sparsity %": table["paper sparsity %"] - 0.5,
+        "Δ top-1": 0.2, "Δ sparsity": -0.5})
+    done.to_csv(results_copy / "cifar_table.csv", index=False)
+    assert "reproduced" in status_line(report_pages(results_copy)["report/wrn28x10-cifar10.md"])
+    done.loc[0, "Δ top-1"] = -0.7  # outside ±0.5
+    done.to_csv(results_copy / "cifar_table.csv", index=False)
+    page = report_pages(results_copy)["report/wrn28x10-cifar10.md"]
+    assert "partial" in status_line(page)
+    assert "Every setting of this experiment has a finished run." in page
+
+
+# ---------------------------------------------------------------- in a browser
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """``directory`` over HTTP on 127.0.0.1 (a free port), for the duration of the block; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+PAGE_FACTS = """(() => ({
+  broken_images: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+}))()"""
+
+
+def page_urls(site: Path, base: str):
+    for html in sorted(site.rglob("*.html")):
+        rel = html.relative_to(site).as_posix()
+        yield base + (rel[: -len("index.html")] if rel.endswith("index.html") else rel)
+
+
+def target_file(site: Path, base: str, url: str) -> Path:
+    path = site / unquote(urlparse(url).path).lstrip("/")
+    return path / "index.html" if url.endswith("/") or path.is_dir() else path
+
+
+def visit_all(browser: str, site: Path, base: str, screenshots: dict):
+    """Load every page; returns the problems seen, the internal links (page, href) and each page's element ids."""
+    problems, links, ids = [], set(), {}
+    with Chromium(browser) as chromium:
+        for url in page_urls(site, base):
+            errors = chromium.load(url)
+            facts = chromium.evaluate(PAGE_FACTS)
+            problems += [f"{url}: {e}" for e in errors]
+            problems += [f"{url}: image not loaded: {src}" for src in facts["broken_images"]]
+            ids[url] = set(facts["ids"])
+            links |= {(url, href) for href in facts["links"] if href.startswith(base)}
+            if url[len(base):] in screenshots:
+                chromium.screenshot(ARTIFACTS / screenshots[url[len(base):]])
+    return problems, links, ids
+
+
+def check_site(browser: str, site: Path, screenshots: dict = {}) -> tuple:  # noqa: B006 - read only
+    """Every page of ``site`` in Chromium: console errors, failed requests, images, internal links and anchors."""
+    with serve(site) as base:
+        problems, links, ids = visit_all(browser, site, base, screenshots)
+        for page, href in sorted(links):
+            url, fragment = urldefrag(href)
+            if not target_file(site, base, url).is_file():
+                problems.append(f"{page}: link to a missing page: {href}")
+            elif fragment and url in ids and unquote(fragment) not in ids[url]:
+                problems.append(f"{page}: link to a missing anchor: {href}")
+    return problems, len(ids), len(links)
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium to drive: apt-get install chromium (Debian's package; .ci/run installs it)")
+    return path
+
+
+def test_the_browser_check_sees_what_is_broken(browser, tmp_path):
+    (tmp_path / "ok.html").write_text("<p id='here'>fine</p>")
+    (tmp_path / "index.html").write_text(
+        "<img src='missing.png'><script>console.error('boom')</script><a href='gone.html'>x</a>"
+        "<a href='ok.html#nowhere'>y</a><a href='ok.html#here'>z</a><script>undefined_function()</script>")
+    problems, pages, links = check_site(browser, tmp_path)
+    text = "\n".join(problems)
+    assert pages == 2 and links == 3
+    for needle in ("console: boom", "undefined_function", "image not loaded", "404", "missing page: ",
+                   "missing anchor: "):
+        assert needle in text, (needle, text)
+    assert "#here" not in text
+
+
+@pytest.mark.slow
+def test_every_page_in_chromium(site, browser):
+    start = time.monotonic()
+    problems, pages, links = check_site(browser, site, SCREENSHOTS)
+    print(f"{pages} pages and {links} internal links checked in Chromium in {time.monotonic() - start:.1f} s; "
+          f"screenshots in {ARTIFACTS}")
+    assert pages >= 20 and not problems, "\n".join(problems)
+    assert all((ARTIFACTS / name).stat().st_size > 10_000 for name in SCREENSHOTS.values())
