@@ -12,16 +12,25 @@ SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
 
-.PHONY: setup docs train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup setup-dev docs train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
+# what training needs: the grda package and the harness
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ./src/optim
-	$(PY) -m pip install --quiet -e ".[test,keras,jax]"
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
 setup: $(VENV)/.installed
+
+# what the tests, benchmarks and Keras examples add: pytest, the integrations, onnxruntime, Keras, JAX, the docs tools
+DEV := $(VENV)/.dev-installed
+$(DEV): $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,keras,jax,docs]"
+	touch $@
+
+setup-dev: $(DEV)
 
 # the docs extra (mkdocs & co.), installed on demand by make docs and make test only, not by make train
 $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
@@ -34,10 +43,10 @@ docs: $(VENV)/.docs-installed  ## the documentation site -> site/ (its report ge
 train: setup  ## the offline default: digits + MLP + gRDA
 	$(PY) src/train.py
 
-test: setup $(VENV)/.docs-installed  ## the whole suite, slow end-to-end tests included (two workers)
+test: $(DEV)  ## the whole suite, slow end-to-end tests included (two workers)
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
-test-fast: setup $(VENV)/.docs-installed
+test-fast: $(DEV)
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_resnet50
@@ -84,18 +93,18 @@ early-sparsity: setup  ## the no-training check of every gRDA preset's early spa
 
 tables: imagenet-table cifar-table cifar10-figure
 
-bench: setup  ## optimizer step time and training throughput tables in results/bench/
+bench: $(DEV)  ## optimizer step time and training throughput tables in results/bench/
 	$(PY) scripts/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
 	MALLOC_MMAP_THRESHOLD_=131072 $(PY) scripts/bench_optimizer.py --models resnet50 --repeats 10 --out results/bench/optimizer_cpu_malloc_mmap.md
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --chunk 20 --out results/bench/train_keras_cnn_b10.md
 	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
 	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
 
-bench-sparse: setup  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~45 min; idle machine)
+bench-sparse: $(DEV)  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~45 min; idle machine)
 	$(PY) scripts/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth \
 		--keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu0.7/checkpoint.pth --out results/bench/sparse_inference_cpu.md
 
-bench-cuda: setup  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
+bench-cuda: $(DEV)  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
 	$(PY) scripts/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md
 
 frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*
@@ -118,5 +127,5 @@ export-example: setup  ## compact sparse export of the digits gRDA checkpoint ->
 
 examples: frontier norms search-c connect export-example  ## every digits example result in results/
 
-keras-cifar10: setup  ## the Keras 3 optimizer on the Keras CNN (torch backend), 2 epochs on a subset
+keras-cifar10: $(DEV)  ## the Keras 3 optimizer on the Keras CNN (torch backend), 2 epochs on a subset
 	$(PY) scripts/keras_cifar10_cnn.py --data-root $(DATA) --epochs 2 --train-subset 10000 --test-subset 2000 --mu 0.51 --out results/keras_cifar10_cnn_grda.csv
