@@ -81,6 +81,39 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def environment() -> Dict[str, Any]:
+    """What the numbers of a CPU run depend on besides the code: the processor and the numeric libraries. Two
+    machines can train the same command to different last digits (results/cifar10_keras_cnn.md)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> Optional[str]:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        **{name: installed(name) for name in ("torch", "torchvision", "numpy", "pillow", "grda")},
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
                   rank_diff: Optional[float] = None, initial_weights: Optional[str] = None) -> Dict[str, Any]:
     """summary.json: the run's last epoch, final sparsity, files and costs; the sparse export written beside it."""
@@ -106,6 +139,7 @@ def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: floa
         "peak_memory_mb": peak_memory_mb(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "ddp_max_param_diff": rank_diff,
+        "environment": environment(),
         "per_layer": {k: {kk: v[kk] for kk in ("numel", "zeros", "sparsity")} for k, v in totals["per_layer"].items()},
     }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", run_dir / SUMMARY)

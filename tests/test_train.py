@@ -146,6 +146,8 @@ def test_default_run_outputs(digits_runs):
                 "optimizer", "wall_time_s", "experiment"):
         assert key in s, key
     assert s["optimizer"]["name"] == "grda" and s["epochs"] == 30 and s["experiment"] == "default"
+    env = s["environment"]  # what a CPU run's last digits depend on besides the code
+    assert env["torch"] == torch.__version__.split("+")[0] and env["cpu"] and env["threads"] >= 1 and env["pillow"]
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
     # summary.json counts agree with a direct count of the checkpoint's weights
