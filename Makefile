@@ -12,7 +12,7 @@ SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
 
-.PHONY: setup setup-dev docs train test test-fast imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup setup-dev docs train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 # what training needs: the grda package and the harness
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
@@ -43,7 +43,22 @@ docs: $(VENV)/.docs-installed  ## the documentation site -> site/ (its report ge
 train: setup  ## the offline default: digits + MLP + gRDA
 	$(PY) src/train.py
 
-test: $(DEV)  ## the whole suite, slow end-to-end tests included (two workers)
+# grda.keras on the TensorFlow backend in an environment without torch: ./src/optim[keras] must bring none
+VENV_TF := .venv-tf
+TENSORFLOW ?= tensorflow-cpu==2.21.*
+NO_TORCH := import importlib.util as u, sys; u.find_spec("torch") and sys.exit("error: torch got installed")
+$(VENV_TF)/.installed: src/optim/pyproject.toml
+	rm -rf $(VENV_TF)
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/python -m pip install --quiet -e "./src/optim[keras]" "$(TENSORFLOW)" "pytest>=7,<9" pillow
+	$(VENV_TF)/bin/python -c '$(NO_TORCH)'
+	touch $@
+
+test-keras-tf: $(VENV_TF)/.installed  ## tests/test_grda_keras.py on TensorFlow without torch (make test runs it)
+	KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 $(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider \
+		tests/test_grda_keras.py
+
+test: $(DEV) test-keras-tf  ## the whole suite, slow end-to-end tests included (two workers)
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 test-fast: $(DEV)

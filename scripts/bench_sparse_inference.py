@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
@@ -46,6 +47,31 @@ MODELS = {
     "wrn28_10": ("WRN-28-10", lambda: WideResNet(depth=28, widen_factor=10, num_classes=10), (3, 32, 32)),
     "keras_cnn": ("Keras CNN", lambda: KerasCNN(10, (3, 32, 32)), (3, 32, 32)),
 }
+
+
+def portable(path: str) -> str:
+    """A path as the committed table may show it: relative inside the repository, ~/... under the home directory,
+    <dir>/NAME elsewhere (no machine's absolute paths in results/)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        return str(path)
+    p = Path(os.path.abspath(p))
+    for base, shown in ((ROOT, None), (Path.home(), "~")):
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            continue
+        return str(rel) if shown is None else f"{shown}/{rel}"
+    return f"<dir>/{p.name}"
+
+
+def portable_command(argv: List[str]) -> str:
+    """The command line with every absolute path (also in --flag=PATH) made :func:`portable`."""
+    def one(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return flag + eq + portable(value) if value.startswith(("/", "~")) else arg
+
+    return "python scripts/bench_sparse_inference.py " + " ".join(one(a) for a in argv)
 
 
 def _ints(text: str) -> List[int]:
@@ -231,7 +257,8 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
     for r in rows:
         if "checkpoint" in r and r["checkpoint"] not in seen:
             seen.add(r["checkpoint"])
-            lines += [f"Checkpoint {r['checkpoint']} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): zeros per "
+            lines += [f"Checkpoint {portable(r['checkpoint'])} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): "
+                      "zeros per "
                       "layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()), ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -257,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     args.skip = {v.strip() for v in args.skip.split(",") if v.strip()}
     try:
-        command = "python scripts/bench_sparse_inference.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        command = portable_command(sys.argv[1:] if argv is None else argv)
         if args.from_json:
             results = [json.loads(Path(p).read_text()) for p in args.from_json]
         else:

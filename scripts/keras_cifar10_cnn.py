@@ -2,7 +2,7 @@
 """The Keras cifar10_cnn example trained with gRDA for Keras 3 (grda.keras, src/optim/grda/keras.py).
 
     python scripts/keras_cifar10_cnn.py --data-root ../shared/data/cifar10 --epochs 2 \
-        --train-subset 10000 --test-subset 2000 --mu 0.51 --out /tmp/keras_grda.csv
+        --train-subset 10000 --test-subset 2000 --mu 0.51 --out keras_grda.csv
     python scripts/keras_cifar10_cnn.py --optimizer adam --lr 0.005 --output softmax ...   # a Keras baseline
 
 --optimizer sgd|adam runs Keras' own SGD / Adam (default arguments but the learning rate) instead of gRDA, to

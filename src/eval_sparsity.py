@@ -3,7 +3,7 @@
     python src/eval_sparsity.py runs/default/base/checkpoint.pth
     python src/eval_sparsity.py model_best.pth.tar --json
     python src/eval_sparsity.py runs/.../checkpoint.pth --bench --batch 1,32 --threads 2 [--json]
-    python src/eval_sparsity.py model.sparse.safetensors --bench --model resnet50 --input-shape 3,224,224
+    python src/eval_sparsity.py model.sparse.safetensors --bench --model resnet50
 
 Accepts this harness's checkpoints ({'model': ...}), bare state_dicts, the authors' ResNet-50
 files ({'state_dict': ...} with 'module.' prefixes) and sparse exports (src/sparse_export.py). Counts exact
@@ -11,10 +11,12 @@ zeros over every floating-point parameter tensor (BatchNorm running statistics e
 weights only. Files are read with torch.load(weights_only=True): nothing in them is executed.
 
 ``--bench`` builds the model (from the file's saved training config; for a file without one, from --model,
---num-classes and --input-shape), converts it with src.sparse_runtime (each Conv2d/Linear runs dense or sparse,
-whichever measured faster for that layer and input shape on this machine) and prints, per batch size, each
-layer's dense and best sparse time and the choice, then the end-to-end latency and throughput of dense PyTorch
-and of the sparse runtime, timed interleaved in this process (medians). With --json: one JSON object whose
+--num-classes and --input-shape, which defaults to the input of the model's dataset), converts it with
+src.sparse_runtime (each Conv2d/Linear runs dense or sparse, whichever measured faster for that layer and input
+shape on this machine) and prints, per batch size, each layer's dense and best sparse time and the choice, then
+the end-to-end latency and throughput of dense PyTorch and of the sparse runtime (and of onnxruntime on the dense
+model, where installed; its threads stop spinning when a call returns, leaving the cores to the next backend
+timed), interleaved in this process (medians). With --json: one JSON object whose
 "bench" maps each batch size to {"dense_ms", "sparse_ms", "speedup", ...}.
 """
 
@@ -157,7 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--rounds", type=int, default=7, help="end-to-end timing rounds (median; default 7)")
     bench.add_argument("--model", default=None, help="model name, for files without a training config")
     bench.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: from the weights)")
-    bench.add_argument("--input-shape", default=None, help="C,H,W (default: from the config's dataset)")
+    bench.add_argument("--input-shape", default=None,
+                       help="C,H,W (default: from the config's dataset, else the model's: resnet50 3,224,224)")
     args = parser.parse_args(argv)
     try:
         if args.bench:

@@ -305,6 +305,10 @@ DATA_INPUT_SHAPES = {
     "digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
     "imagenet": (3, 224, 224),
 }
+# The dataset each built-in model is trained on in the presets (configs/experiment): the input shape of a file
+# without a training config, or of --model naming another model than the file's.
+MODEL_DATA = {"mlp": "digits", "lenet5": "mnist", "keras_cnn": "cifar10", "wrn": "cifar10", "vgg16": "cifar10",
+              "resnet50": "imagenet"}
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -356,20 +360,25 @@ def build_dense_model(path: str | Path, model: Optional[str] = None, num_classes
     from src.config import ModelConfig
     from src.models import MODELS, build_model
 
+    if model is not None and model not in MODELS:
+        raise UserError(f"unknown model '{model}' (--model); choose one of: {', '.join(sorted(MODELS))}")
     state_dict, config = load_weights(path)
     model_cfg = dict((config or {}).get("model") or {})
+    data_name = str(((config or {}).get("data") or {}).get("name", "")).lower()
     if model is not None and model != model_cfg.get("name"):
-        model_cfg = {"name": model}  # another model than the file's config: its defaults
+        model_cfg = {"name": model}  # another model than the file's config: its defaults, its own dataset's input
+        data_name = MODEL_DATA.get(model, "")
     if "name" not in model_cfg:
         raise UserError(f"'{path}' holds no training config naming its model: pass --model NAME "
-                        f"(one of: {', '.join(sorted(MODELS))}) and --input-shape C,H,W")
+                        f"(one of: {', '.join(sorted(MODELS))})")
     fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
               for f in dataclasses.fields(ModelConfig)}
     fields.update({k: v for k, v in model_cfg.items()})
     fields["init_from"] = None
     cfg = SimpleNamespace(**fields)
     if input_shape is None:
-        data_name = str(((config or {}).get("data") or {}).get("name", "")).lower()
+        if data_name not in DATA_INPUT_SHAPES:
+            data_name = MODEL_DATA.get(str(cfg.name), data_name)
         if data_name not in DATA_INPUT_SHAPES:
             raise UserError(f"cannot tell the input shape of '{path}' (dataset {data_name or 'unknown'}): "
                             "pass --input-shape C,H,W")

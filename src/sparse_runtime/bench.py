@@ -44,7 +44,8 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: int
                        ) -> Tuple[Optional[Callable[[torch.Tensor], object]], str]:
     """(run(x), "") for the dense ``model`` exported to ONNX and run by onnxruntime on the CPU with ``threads``
-    threads, any batch size; (None, why not) when onnx / onnxruntime are missing or the export fails."""
+    threads, any batch size; (None, why not) when onnx / onnxruntime are missing or the export fails. Its threads
+    stop spinning when a call returns, so that they do not run beside the next backend timed."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -61,6 +62,11 @@ def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: in
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    # onnxruntime's pool threads spin-wait after a call by default and would take the cores from whatever is timed
+    # next (dense PyTorch's ResNet-50 at batch 1 on 2 cores: 44 ms alone, 95 ms right after one onnxruntime call).
+    # Stopping the spin when run() returns keeps onnxruntime's own latency (its threads still spin within a call)
+    # and leaves the cores free between calls: interleaved timing stays fair to every backend.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # an operator or opset this onnxruntime cannot run
