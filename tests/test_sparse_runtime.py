@@ -767,3 +767,13 @@ def test_bench_script_measures_and_renders_from_its_json(tmp_path):
     rebuilt = tmp_path / "again.md"
     assert script.main(["--from-json", str(raw), "--out", str(rebuilt)]) == 0
     assert rebuilt.read_text().split("| model | weights |")[1] == text.split("| model | weights |")[1]
+
+
+def test_offsets_beyond_int32_are_a_clear_error():
+    """The C kernels take int32 offsets: a value that does not fit is refused by name, never wrapped around."""
+    from src.sparse_runtime.layers import INT32_MAX, to_int32
+
+    fits = to_int32(torch.tensor([0, INT32_MAX], dtype=torch.int64), "an input offset")
+    assert fits.dtype == torch.int32 and fits.tolist() == [0, INT32_MAX]
+    with pytest.raises(ValueError, match=r"an input offset reaches 2,147,483,648, beyond the int32 offsets"):
+        to_int32(torch.tensor([1, INT32_MAX + 1], dtype=torch.int64), "an input offset")

@@ -53,12 +53,24 @@ def _csr_silently(t: Tensor, layout: str) -> Tensor:
         return t.to_sparse_csr()
 
 
+INT32_MAX = 2**31 - 1
+
+
+def to_int32(t: Tensor, what: str) -> Tensor:
+    """``t`` as a contiguous int32 tensor (the C kernels' offsets), or a ValueError naming ``what`` when a value does
+    not fit (a cast would wrap around and the kernel read outside its buffers)."""
+    if t.numel() and int(t.max()) > INT32_MAX:
+        raise ValueError(f"sparse runtime: {what} reaches {int(t.max()):,}, beyond the int32 offsets of its kernels "
+                         f"({INT32_MAX:,}); run this layer dense (smaller batch or input, or leave it unconverted)")
+    return t.to(torch.int32).contiguous()
+
+
 def _rows(weight2d: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """(rowptr int32 [O+1], column index int64 [nnz], values float32 [nnz]) of a 2-D weight, row-major order."""
     nz = weight2d != 0
     rows, cols = nz.nonzero(as_tuple=True)
     rowptr = torch.zeros(weight2d.shape[0] + 1, dtype=torch.int32)
-    rowptr[1:] = torch.bincount(rows, minlength=weight2d.shape[0]).cumsum(0).to(torch.int32)
+    rowptr[1:] = to_int32(torch.bincount(rows, minlength=weight2d.shape[0]).cumsum(0), "the nonzero count")
     return rowptr, cols, weight2d[rows, cols].contiguous()
 
 
@@ -348,7 +360,7 @@ class SparseLinear(SparseLayer):
         prep = self._prepared.get(key)
         if prep is None:
             rowptr, cols, val = _rows(self.weight)
-            off = (cols * (1 if m == 1 else m)).to(torch.int32).contiguous()
+            off = to_int32(cols * (1 if m == 1 else m), "an input offset")
             prep = self._prepared[key] = (rowptr, off, val)
         return prep
 
@@ -467,7 +479,7 @@ class SparseConv2d(SparseLayer):
                     copies.append((a, b, r0, r1 + 1, q0, q1 + 1, sh * r0 + a - ph, sw * q0 + b - pw))
         geo = {
             "ho": ho, "wo": wo, "hq": hq, "wq": wq, "nph": nph, "npw": npw, "in_place": in_place,
-            "rowptr": rowptr, "off": off.to(torch.int32).contiguous(), "val": val, "copies": copies,
+            "rowptr": rowptr, "off": to_int32(off, "an input offset"), "val": val, "copies": copies,
             "per_sample": nph * npw * c * plane, "buffer": _PerThreadBuffer(),
         }
         if off.numel() and int(off.max()) + (ho - 1) * wq + wo > geo["per_sample"]:

@@ -3,9 +3,10 @@
 The cache is one JSON file, ``$GRDA_SPARSE_PLAN`` (default ``~/.cache/grda/sparse_plan.json``, under
 ``$XDG_CACHE_HOME`` when set). An entry's key names everything the timing depends on: the CPU model, the torch
 version, the thread count, whether the direct kernel runs its AVX2 code, the layer (kind, shape, stride, padding,
-bias, fused ReLU), the hash of its sparsity pattern and the input shape. Entries hold the choice and the medians
-measured (ms). A file that cannot be read is ignored (with a warning) and rewritten; writes are atomic and merge
-with what other processes wrote meanwhile.
+bias, fused ReLU), the hash of its sparsity pattern and the input shape. Entries hold the choice and the times
+measured (ms: the fastest run of each candidate, which is what planning compares; see ``measure``). A file that
+cannot be read is ignored (with a warning) and rewritten; writes are atomic and merge with what other processes wrote
+meanwhile.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def model_key(layer_keys: Sequence[str], input_shape: Sequence[int]) -> str:
 
 
 class PlanCache:
-    """The JSON file of choices: ``{"version": 1, "entries": {key: {"choice": ..., "ms": {...}}}}``."""
+    """The JSON file of choices: ``{"version": CACHE_VERSION, "entries": {key: {"choice": ..., "ms": {...}}}}``."""
 
     def __init__(self, path: Optional[os.PathLike] = None, enabled: bool = True) -> None:
         self.path = Path(path) if path is not None else cache_path()
