@@ -248,7 +248,7 @@ def test_kernel_is_built_once_and_cached(fresh_kernel, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("rebuilt although the cached library exists")
 
-    monkeypatch.setattr(cpu_kernel, "_build", no_build)
+    monkeypatch.setattr(cpu_kernel, "build_library", no_build)
     assert cpu_kernel.available() and built.stat().st_mtime_ns == mtime
 
 

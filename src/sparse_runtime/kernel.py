@@ -31,7 +31,7 @@ def library_path(directory: Optional[Path] = None) -> Path:
 
 
 def _build(target: Path, rebuild: bool = False) -> Path:
-    return cpu_kernel._build(target, rebuild, SOURCE, FLAGS, THREAD_FLAGS)
+    return cpu_kernel.build_library(target, rebuild, SOURCE, FLAGS, THREAD_FLAGS)
 
 
 def load() -> Optional[ctypes.CDLL]:

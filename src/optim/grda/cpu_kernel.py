@@ -74,10 +74,13 @@ def _temp_file_beside(target: Path) -> str:
     raise OSError(f"cannot write the kernel cache {target.parent} (set GRDA_KERNEL_CACHE to a writable folder)")
 
 
-def _build(target: Path, rebuild: bool = False, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
-           thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
+def build_library(target: Path, rebuild: bool = False, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
+                  thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
     """Compile ``source`` to ``target`` (to the temp cache if target's folder is read-only); return where it is.
-    ``thread_flags`` are dropped when the compiler refuses them (no OpenMP: the kernel runs on one thread)."""
+    ``thread_flags`` are dropped when the compiler refuses them (no OpenMP: the kernel runs on one thread).
+
+    Public for other C kernels (the harness's sparse runtime builds its own with it, into the same cache and with the
+    same fallbacks): ``build_library(library_path(None, source, flags, thread_flags), False, source, flags, ...)``."""
     tmp = _temp_file_beside(target)
     target = Path(tmp).parent / target.name
     if target.exists() and not rebuild:  # built before in the temp cache
@@ -105,11 +108,11 @@ def load() -> Optional[ctypes.CDLL]:
     try:
         path = library_path()
         if not path.exists():
-            path = _build(path)
+            path = build_library(path)
         try:
             lib = ctypes.CDLL(str(path))
         except OSError:  # a damaged cache file: build it again
-            lib = ctypes.CDLL(str(_build(path, rebuild=True)))
+            lib = ctypes.CDLL(str(build_library(path, rebuild=True)))
     except Exception as e:  # no compiler, a read-only home, an unloadable file...
         _build_error = f"{type(e).__name__}: {e}"
         warnings.warn(f"GRDA: the fused CPU kernel is unavailable ({_build_error}); using impl='foreach'")
