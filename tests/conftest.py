@@ -21,6 +21,7 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid} uses {used}: one costly fixture per test, or group them together")
         if used:
             item.add_marker(pytest.mark.xdist_group(used[0]))
+            item.add_marker(pytest.mark.slow)  # it trains: an end-to-end test, not in make test-fast
 
 
 @pytest.fixture(scope="session")

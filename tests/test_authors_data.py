@@ -385,6 +385,7 @@ AUTHORS_COMMIT = "03935f1213e3cfa7065245a2d8c6ca2d723bfb8a"
 GENERATED = ["authors_wrn_curves.csv", "authors_wrn_curves.md", "authors_vgg16_curves.csv", "authors_vgg16_curves.md"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(authors_repo() is None,
                     reason="set GRDA_AUTHORS_REPO to a clone of donlan2710/gRDA-Optimizer "
                            "(git clone https://github.com/donlan2710/gRDA-Optimizer) to rerun the script")

@@ -105,6 +105,7 @@ def test_untrained_curve_is_the_line(connect_runs, tmp_path):
     assert curve == pytest.approx(line, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_different_setups_are_refused_with_one_line(connect_runs, tmp_path):
     ckpt = load_checkpoint(connect_runs["grda"] / "checkpoint.pth")
     ckpt["config"]["model"]["hidden"] = [64, 64]

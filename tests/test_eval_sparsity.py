@@ -76,6 +76,7 @@ class Evil:
         return (print, ("pwned",))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "truncated", "text", "evil_pickle", "not_weights"])
 def test_bad_files_one_line_nonzero_exit(tmp_path, kind):
     path = tmp_path / "bad.pth"

@@ -40,6 +40,7 @@ def train(shapes, grads, dtype=torch.float64, init_scale=1.0, **kwargs):
     return params, opt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", IMPLS)
 def test_uniform_start_matches_closed_form(impl):
     rng = np.random.default_rng(1)
@@ -78,6 +79,7 @@ def test_uniform_start_on_cuda_matches_closed_form(impl):
         assert not bool((torch.signbit(p) & (p == 0)).any()), "a pruned weight is +0.0"
 
 
+@pytest.mark.slow
 def test_initial_weights_do_not_matter_and_weights_start_does():
     shapes = [(30, 20)]
     grads = [[np.full(shapes[0], 0.01)] for _ in range(3)]
@@ -92,6 +94,7 @@ def test_initial_weights_do_not_matter_and_weights_start_does():
     assert not torch.equal(from_weights[0], large[0])
 
 
+@pytest.mark.slow
 def test_uniform_start_range_and_independence():
     params, opt = train([(200, 100), (200, 100)], [[np.zeros((200, 100))] * 2], lr=1e-8, c=0.0, mu=0.7,
                         accumulator_init="uniform", accumulator_range=0.25)

@@ -268,6 +268,7 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temp_folder(fresh_kernel, mo
         assert cpu_kernel.available()
 
 
+@pytest.mark.slow
 def test_portable_loop_matches_literal_formula(tmp_path):
     """The loop used off x86-64 (or without AVX2/FMA), built on its own with GRDA_PORTABLE."""
     out = tmp_path / "portable.so"
@@ -322,6 +323,7 @@ except ValueError as e:
 """
 
 
+@pytest.mark.slow
 def test_an_accumulator_of_another_shape_is_an_error_not_a_crash():
     """In a child process: the kernel used to read 4 MB past a 12-byte accumulator (a segfault, or garbage)."""
     done = subprocess.run([sys.executable, "-c", MISMATCHED_ACCUMULATOR], capture_output=True, text=True, timeout=120)

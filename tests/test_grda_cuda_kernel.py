@@ -232,6 +232,7 @@ def test_fused_cuda_path_follows_new_gradient_addresses():
     assert int((q == 0).sum()) > 100 and not bool((torch.signbit(p) & (p == 0)).any()), "a pruned weight is +0.0"
 
 
+@pytest.mark.slow
 def test_importing_the_optimizer_does_not_import_triton():
     """Triton costs ~75 MB of memory: the optimizer imports it only to update CUDA tensors (torchvision, which the
     harness imports, brings it in anyway)."""

@@ -190,6 +190,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_fsdp2_sharded_grda_matches_one_process(tmp_path):
     import torch.multiprocessing as mp
 

@@ -247,6 +247,7 @@ def check_gradient_accumulation() -> None:
                 assert_matches(to_numpy(v), w - lr * s, tau, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_harness_does_not_import_keras():
     needs("torch", "hydra")
     code = "import sys\nimport grda, src.optimizers, src.train\ngrda.GRDA\nassert 'keras' not in sys.modules\n"
@@ -511,6 +512,7 @@ def test_config_round_trip():
 # ---------------------------------------------------------------- other backends, in a child process
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
 def test_other_backend(backend):
     if backend == BACKEND:

@@ -110,6 +110,7 @@ def _solo(which: int, out: str, steps: int) -> None:
     torch.save([p.detach() for p in params], out)
 
 
+@pytest.mark.slow
 def test_two_optimizers_with_several_groups_keep_their_plans(monkeypatch, tmp_path):
     made = []
     original = grda_module._Plan.__init__
@@ -220,6 +221,7 @@ def test_sparsity_helpers_count_exact_zeros():
 # ---------------------------------------------------------------- the package on its own
 
 
+@pytest.mark.slow
 def test_import_grda_is_light_and_versioned():
     code = ("import sys, grda\nassert 'torch' not in sys.modules, 'import grda imported torch'\n"
             "from grda import GRDA\nassert 'torch' in sys.modules\nprint(grda.__version__)")

@@ -31,6 +31,7 @@ def train(model, opt, steps=4):
         opt.step()
 
 
+@pytest.mark.slow
 def test_create_optimizer_v2_builds_grda_that_trains_like_grda_built_by_hand(caplog):
     grda.timm.register()
     with caplog.at_level(logging.WARNING):
@@ -63,6 +64,7 @@ def test_weight_decay_is_refused_with_a_clear_error():
         create_optimizer_v2(small_model(), opt="grda", lr=0.05, weight_decay=1e-4)
 
 
+@pytest.mark.slow
 def test_dense_1d_groups_keeps_biases_and_norms_dense():
     grda.timm.register()
     model = small_model()

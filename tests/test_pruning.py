@@ -57,6 +57,7 @@ def test_log_l2_over_l1():
     assert log_l2_over_l1(model) == pytest.approx(math.log(5 / 7))
 
 
+@pytest.mark.slow
 def test_gmp_run_resumes_bit_identically(tmp_path):
     common = ["optim=sgd", "prune=gmp", "prune.final_sparsity=0.7", "prune.frequency=10", "trainer.epochs=4"]
     train(tmp_path / "a", *common)

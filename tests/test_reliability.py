@@ -104,6 +104,7 @@ def test_atomic_save_gives_the_mode_the_umask_gives(tmp_path, umask):
     assert os.umask(previous) == previous  # the process umask is left as it was
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_step_and_epoch_and_keeps_checkpoint(tmp_path):
     train(tmp_path, "trainer.epochs=2")
     before = (tmp_path / "checkpoint.pth").read_bytes()
@@ -115,6 +116,7 @@ def test_divergence_stops_with_step_and_epoch_and_keeps_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint.pth").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_allowed_config_change_takes_effect(tmp_path):
     train(tmp_path, "trainer.epochs=1")
     train(tmp_path, "trainer.epochs=2", "optim.lr=0.05", "optim.mu=0.6", "trainer.allow_config_change=true")
@@ -171,6 +173,7 @@ def one_line_error(proc, *fragments, code=2):
         assert fragment in lines[0], (fragment, lines[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["model", "data", "optim", "experiment", "schedule"])
 def test_unknown_names_list_the_choices(tmp_path, group):
     proc = train(tmp_path, f"{group}=nope", check=False)
@@ -179,6 +182,7 @@ def test_unknown_names_list_the_choices(tmp_path, group):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,fragment", [("trainer.epochs=ten", "trainer.epochs"), ("optim.lr=fast", "optim.lr"),
                                                ("trainer.nonsense=1", "trainer.nonsense")])
 def test_wrong_types_and_keys_name_the_key(tmp_path, override, fragment):
@@ -186,6 +190,7 @@ def test_wrong_types_and_keys_name_the_key(tmp_path, override, fragment):
     assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_data_problems(tmp_path):
     one_line_error(train(tmp_path / "r1", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'none'}", check=False),
                    "not found", str(tmp_path / "none"), "data.root")
@@ -212,6 +217,7 @@ def init_mlp_from(path, hidden=(128, 128)):
     return model
 
 
+@pytest.mark.slow
 def test_init_from_problems_are_one_line_errors(tmp_path):
     """End to end once (exit code, one line, no traceback); the loader's other messages in-process below."""
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pth")
@@ -240,6 +246,7 @@ def test_init_from_problems_name_the_file_and_the_fix(tmp_path):
         init_mlp_from(tmp_path / "empty.pth")
 
 
+@pytest.mark.slow
 def test_corrupt_run_checkpoint_is_reported_not_overwritten(tmp_path):
     train(tmp_path, "trainer.epochs=1")
     (tmp_path / "checkpoint.pth").write_bytes(b"garbage")
@@ -259,6 +266,7 @@ def hold_lock(run_dir: Path, holder: str):
     return lock
 
 
+@pytest.mark.slow
 def test_run_directory_in_use_is_refused_and_left_alone(tmp_path):
     """A second `src/train.py` on a directory another process is training in stops with one line naming that
     process, and touches nothing saved there."""
@@ -288,6 +296,7 @@ def test_run_directory_claim_lasts_until_released(tmp_path):
     hold_lock(tmp_path, "next run").close()  # released: the next run may take it
 
 
+@pytest.mark.slow
 def test_unwritable_run_directory(tmp_path):
     (tmp_path / "a_file").write_text("x")
     one_line_error(train(tmp_path / "a_file" / "run", check=False), "cannot create the run directory")

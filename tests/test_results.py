@@ -86,6 +86,7 @@ def make_figure(tmp_path, ours, authors):
     )
 
 
+@pytest.mark.slow
 def test_cifar10_figure_from_committed_curves(tmp_path):
     labels = ["SGD", "gRDA mu=0.51"]
     fake_curves(tmp_path / "ours.csv", labels + ["gRDA mu=0.51 (weights)"], 12, shift=0.01)
@@ -104,6 +105,7 @@ def test_cifar10_figure_from_committed_curves(tmp_path):
     assert "max |Δ| 0.010" in text and "within ±0.03 at all 12 epochs" in text and "epoch 10 Δ +0.010" in text
 
 
+@pytest.mark.slow
 def test_cifar10_figure_shows_runs_of_the_same_optimizer(tmp_path):
     """Seed draws are compared with the same authors' curve; SGD's spread counts "SGD Nesterov" (Keras: plain SGD)."""
     fake_curves(tmp_path / "a.csv", ["SGD", "Adam"], 10)
@@ -139,11 +141,13 @@ def test_cifar10_figure_flags_misses(tmp_path):
     assert "OUTSIDE ±0.03 at 10 of 10 epochs" in text and "epoch 10 Δ +0.050 (OUTSIDE)" in text
 
 
+@pytest.mark.slow
 def test_cifar10_figure_without_curves_fails_clearly(tmp_path):
     proc = make_figure(tmp_path, tmp_path / "missing.csv", tmp_path / "authors.csv")
     assert proc.returncode != 0 and "missing.csv' not found" in proc.stderr
 
 
+@pytest.mark.slow
 def test_keras_figure_runs_collect(tmp_path):
     run = tmp_path / "cifar10_keras_cnn" / "figure" / "grda_mu0.7"
     run.mkdir(parents=True)
@@ -177,6 +181,7 @@ def test_comparison_table_api_without_runs(tmp_path):
     assert list(df["status"]) == ["not run"] * 5
 
 
+@pytest.mark.slow
 def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
     run = tmp_path / "runs" / "cifar100_wrn28x10" / "partial"
     run.mkdir(parents=True)
@@ -279,6 +284,7 @@ def _fake_vgg16_run(runs_dir: Path, slug: str, optim: dict, rows: dict, digest: 
     pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
 
 
+@pytest.mark.slow
 def test_vgg16_collect_and_comparison(tmp_path):
     """collect --setting vgg16 writes the issue's columns; the comparison flags what is outside the authors' band
     (train loss, test accuracy) or ±1 point of their mean (% zeros), and says whether the runs started alike."""

@@ -170,6 +170,7 @@ def test_linear_shapes_and_empty_rows():
                     assert close(layer.run(x, candidate), want), (shape, candidate)
 
 
+@pytest.mark.slow
 def test_portable_kernel_matches(tmp_path, monkeypatch):
     """The plain C loops (CPUs without AVX2) give the same results."""
     lib_path = tmp_path / "spconv_portable.so"
@@ -498,6 +499,7 @@ def tiny_checkpoint(path: Path, with_config: bool = True) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_bench_json(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ckpt.pth")
     proc = run_cli(ckpt, "--bench", "--batch", "1,4", "--threads", "1", "--rounds", "3", "--json",

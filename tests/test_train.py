@@ -182,6 +182,7 @@ def test_grda_sparse_and_as_accurate_as_sgd(digits_runs):
     assert grda["test_acc"] > 90.0
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_identically(tmp_path):
     common = ["trainer.epochs=4", "optim.c=0.01", "trainer.log_interval=7"]
     train(tmp_path / "straight", *common)
@@ -203,6 +204,7 @@ def test_resume_continues_bit_identically(tmp_path):
     assert rows[0] == rows[1] and len(rows[0]) == 4
 
 
+@pytest.mark.slow
 def test_stop_after_epoch_trains_the_first_epochs_of_the_full_run(tmp_path):
     """A run advanced in pieces with trainer.stop_after_epoch (schedule=wrn spans trainer.epochs) ends bit-identical to
     one trained straight through, and every run of one seed starts from the same weights (the same sha256)."""
@@ -225,6 +227,7 @@ def test_stop_after_epoch_trains_the_first_epochs_of_the_full_run(tmp_path):
     assert len(digest["straight"]) == 64 and f"initial weights sha256 {digest['split']}" in first.stdout + first.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_config(tmp_path):
     train(tmp_path, "trainer.epochs=1")
     proc = train(tmp_path, "trainer.epochs=1", "optim.mu=0.6", check=False)
@@ -263,6 +266,7 @@ def test_config_changes_ignore_keys_from_other_versions():
     assert config_changes(saved, current) == ["optim.mu: 0.7 -> 0.6"]
 
 
+@pytest.mark.slow
 def test_run_dir_follows_command_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "src/train.py"), "trainer.epochs=1", "optim.mu=0.6", "trainer.progress=false"],
@@ -283,6 +287,7 @@ def test_init_from_checkpoint(digits_runs, tmp_path):
     assert summary(tmp_path / "run")["test_acc"] == pytest.approx(summary(digits_runs / "grda")["test_acc"], abs=0.01)
 
 
+@pytest.mark.slow
 def test_lr_scaled_linearly_when_batch_differs(tmp_path):
     train(tmp_path, "optim.reference_batch_size=64", "trainer.batch_size=32", "trainer.epochs=1")
     opt = summary(tmp_path)["optimizer"]
@@ -293,6 +298,41 @@ def test_lr_scaled_linearly_when_batch_differs(tmp_path):
 # ---------------------------------------------------------------------------- errors
 
 
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("optim.c=-0.1", "optim.c must be >= 0"),
+        ("optim.mu=0", "optim.mu must be > 0"),
+        ("trainer.epochs=0", "trainer.epochs must be > 0"),
+        ("trainer.batch_size=0", "trainer.batch_size must be > 0"),
+        ("trainer.stop_after_epoch=0", "trainer.stop_after_epoch must be > 0"),
+        ("trainer.log_interval=0", "trainer.log_interval must be > 0"),
+        ("trainer.device=tpu", "trainer.device must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(override, message):
+    """In-process (make test-fast): the checks src/train.py makes before it creates anything."""
+    from src.distributed import Dist
+    from src.errors import UserError
+    from src.train import pick_device, validate
+
+    cfg = compose_cfg(override)
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        validate(cfg, Dist())
+        pick_device(cfg, Dist())
+
+
+def test_missing_dataset_is_a_user_error(tmp_path):
+    from src.data import build_datasets
+    from src.errors import UserError
+
+    cfg = compose_cfg("experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'missing'}")
+    with pytest.raises(UserError, match="not found"):
+        build_datasets(cfg.data)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,message",
     [
