@@ -50,7 +50,7 @@ NO_TORCH := import importlib.util as u, sys; u.find_spec("torch") and sys.exit("
 $(VENV_TF)/.installed: src/optim/pyproject.toml
 	rm -rf $(VENV_TF)
 	$(PYTHON) -m venv $(VENV_TF)
-	$(VENV_TF)/bin/python -m pip install --quiet -e "./src/optim[keras]" "$(TENSORFLOW)" "pytest>=7,<9" pillow
+	$(VENV_TF)/bin/python -m pip install --quiet -e "./src/optim[keras]" "$(TENSORFLOW)" "pytest>=7,<9" pytest-timeout pillow
 	$(VENV_TF)/bin/python -c '$(NO_TORCH)'
 	touch $@
 
@@ -61,81 +61,81 @@ test-keras-tf: $(VENV_TF)/.installed  ## tests/test_grda_keras.py on TensorFlow 
 test: $(DEV) test-keras-tf  ## the whole suite, slow end-to-end tests included (two workers)
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
-test-fast: $(DEV)
+test-fast: $(DEV)  ## unit and in-process tests only (no training subprocesses): the quick loop while editing
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_resnet50
-	$(PY) scripts/make_tables.py imagenet
+	$(PY) scripts/figures/make_tables.py imagenet
 
 cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
-	$(PY) scripts/make_tables.py cifar
+	$(PY) scripts/figures/make_tables.py cifar
 
 cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 from the committed CSV -> results/figures/
-	$(PY) scripts/make_wrn_figure.py
-	$(PY) scripts/make_vgg16_figure.py
+	$(PY) scripts/figures/make_wrn_figure.py
+	$(PY) scripts/figures/make_vgg16_figure.py
 
 cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume
-	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP)
+	$(PY) scripts/runs/cifar10_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP)
 
 cifar10-vgg16-curves: setup  ## results/cifar10_vgg16_curves.csv from the VGG16 runs in RUNS (every finished epoch)
-	$(PY) scripts/cifar10_keras_cnn_runs.py collect --setting vgg16 --runs-dir $(RUNS)
+	$(PY) scripts/runs/cifar10_runs.py collect --setting vgg16 --runs-dir $(RUNS)
 
 cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL STEP)
-	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
+	$(PY) scripts/runs/cifar10_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
 
 cifar10-seeds: setup  ## more seeds of SGD and Adam for the Keras-CNN figure (their run-to-run spread); rerun to resume (SEED_EPOCHS RUNS DATA)
-	$(PY) scripts/cifar10_keras_cnn_runs.py run --setting seeds --epochs $(SEED_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
+	$(PY) scripts/runs/cifar10_runs.py run --setting seeds --epochs $(SEED_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)
 
 cifar10-curves: setup  ## results/cifar10_keras_cnn_curves.csv from the runs in RUNS (every finished epoch)
-	$(PY) scripts/cifar10_keras_cnn_runs.py collect --runs-dir $(RUNS)
+	$(PY) scripts/runs/cifar10_runs.py collect --runs-dir $(RUNS)
 
 authors-curves: setup  ## results/authors_keras_cnn_curves.csv: the authors' two PNGs in ../shared/reference, digitised
-	$(PY) scripts/digitize_authors_figure.py
+	$(PY) scripts/authors/digitize_authors_figure.py
 
 REPO ?= $(GRDA_AUTHORS_REPO)
 .PHONY: authors-logs
 authors-logs: setup  ## results/authors_{wrn,vgg16}_curves.{csv,md} from the authors' logs in REPO, a clone of their repo
-	$(PY) scripts/authors_wrn_curves.py $(if $(REPO),--repo $(REPO))
+	$(PY) scripts/authors/authors_wrn_curves.py $(if $(REPO),--repo $(REPO))
 
 cifar10-figure: setup  ## ours vs the authors' curves (committed CSVs only) -> results/figures/cifar10_keras_cnn_*.png, results/cifar10_keras_cnn_table.md
-	$(PY) scripts/make_cifar10_figure.py
+	$(PY) scripts/figures/make_cifar10_figure.py
 
 seeds: setup  ## the offline default over 8 seeds (gRDA and SGD) -> results/seeds_default.{csv,md}
-	$(PY) scripts/seed_spread.py --experiment default --seeds 0-7
+	$(PY) scripts/runs/seed_spread.py --experiment default --seeds 0-7
 
 early-sparsity: setup  ## the no-training check of every gRDA preset's early sparsity
-	for e in cifar10_wrn28x10 cifar100_wrn28x10 cifar10_vgg16 imagenet_resnet50 mnist_lenet5 cifar10_keras_cnn; do $(PY) scripts/early_sparsity.py --experiment $$e; done
+	for e in cifar10_wrn28x10 cifar100_wrn28x10 cifar10_vgg16 imagenet_resnet50 mnist_lenet5 cifar10_keras_cnn; do $(PY) scripts/analysis/early_sparsity.py --experiment $$e; done
 
 tables: imagenet-table cifar-table cifar10-figure
 
 bench: $(DEV)  ## optimizer step time and training throughput tables in results/bench/
-	$(PY) scripts/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
-	MALLOC_MMAP_THRESHOLD_=131072 $(PY) scripts/bench_optimizer.py --models resnet50 --repeats 10 --out results/bench/optimizer_cpu_malloc_mmap.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --chunk 20 --out results/bench/train_keras_cnn_b10.md
-	$(PY) scripts/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
-	$(PY) scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
+	$(PY) scripts/bench/bench_optimizer.py --repeats 30 --out results/bench/optimizer_cpu.md
+	MALLOC_MMAP_THRESHOLD_=131072 $(PY) scripts/bench/bench_optimizer.py --models resnet50 --repeats 10 --out results/bench/optimizer_cpu_malloc_mmap.md
+	$(PY) scripts/bench/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 10 --steps 800 --rounds 5 --chunk 20 --out results/bench/train_keras_cnn_b10.md
+	$(PY) scripts/bench/bench_train.py --setup keras_cnn --data-root $(DATA) --batch-size 128 --steps 120 --rounds 3 --chunk 20 --out results/bench/train_keras_cnn_b128.md
+	$(PY) scripts/bench/bench_train.py --setup resnet50 --batch-size 8 --steps 12 --chunk 3 --out results/bench/train_resnet50_b8.md
 
 bench-sparse: $(DEV)  ## CPU inference, dense PyTorch vs src/sparse_runtime -> results/bench/sparse_inference_cpu.md (~45 min; idle machine)
-	$(PY) scripts/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth \
+	$(PY) scripts/bench/bench_sparse_inference.py --keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth \
 		--keras-ckpt $(RUNS)/cifar10_keras_cnn/figure/grda_mu0.7/checkpoint.pth --out results/bench/sparse_inference_cpu.md
 
 bench-cuda: $(DEV)  ## optimizer step time on a CUDA GPU -> results/bench/optimizer_cuda.md
-	$(PY) scripts/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md
+	$(PY) scripts/bench/bench_optimizer.py --device cuda --repeats 100 --out results/bench/optimizer_cuda.md
 
 frontier: setup  ## digits runs (gRDA at several mu, GMP at several sparsities) -> results/frontier_default.*
-	scripts/frontier_runs.sh
-	$(PY) scripts/make_frontier.py --experiment default
+	scripts/runs/frontier_runs.sh
+	$(PY) scripts/figures/make_frontier.py --experiment default
 
 search-c: setup  ## largest c within 1 point of SGD on digits, mu 0.51 -> results/search_c/
-	$(PY) scripts/search_c.py --experiment default --mu 0.51 --c-min 1e-3 --c-max 0.1 --num 6 --epochs 5
+	$(PY) scripts/runs/search_c.py --experiment default --mu 0.51 --c-min 1e-3 --c-max 0.1 --num 6 --epochs 5
 
 norms: setup  ## the paper's Figure 2 on the digits runs of `make frontier`
-	$(PY) scripts/plot_norms.py runs/default/optim=sgd runs/default/optim.mu=0.51,optim=grda runs/default/optim.mu=0.7,optim=grda --out results/figures/norm_ratio_default.png
+	$(PY) scripts/figures/plot_norms.py runs/default/optim=sgd runs/default/optim.mu=0.51,optim=grda runs/default/optim.mu=0.7,optim=grda --out results/figures/norm_ratio_default.png
 
 GRDA07 := runs/default/optim.mu=0.7,optim=grda
 
 connect: setup  ## the paper's Figure 1 on digits: SGD vs gRDA (mu 0.7) -> results/connect_default/
-	$(PY) scripts/connect.py "runs/default/optim=sgd/checkpoint.pth" "$(GRDA07)/checkpoint.pth" --points 61 --curve-epochs 5 --out results/connect_default
+	$(PY) scripts/analysis/connect.py "runs/default/optim=sgd/checkpoint.pth" "$(GRDA07)/checkpoint.pth" --points 61 --curve-epochs 5 --out results/connect_default
 
 export-example: setup  ## compact sparse export of the digits gRDA checkpoint -> results/sparse_export_default.txt
 	$(PY) src/eval_sparsity.py "$(GRDA07)/checkpoint.pth" --export "$(GRDA07)/model.sparse.safetensors" > results/sparse_export_default.txt
@@ -143,4 +143,4 @@ export-example: setup  ## compact sparse export of the digits gRDA checkpoint ->
 examples: frontier norms search-c connect export-example  ## every digits example result in results/
 
 keras-cifar10: $(DEV)  ## the Keras 3 optimizer on the Keras CNN (torch backend), 2 epochs on a subset
-	$(PY) scripts/keras_cifar10_cnn.py --data-root $(DATA) --epochs 2 --train-subset 10000 --test-subset 2000 --mu 0.51 --out results/keras_cifar10_cnn_grda.csv
+	$(PY) scripts/analysis/keras_cifar10_cnn.py --data-root $(DATA) --epochs 2 --train-subset 10000 --test-subset 2000 --mu 0.51 --out results/keras_cifar10_cnn_grda.csv

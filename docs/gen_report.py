@@ -38,9 +38,9 @@ NO_RUNS = Path("/nonexistent-runs")  # comparison_table reads no runs from here:
 
 
 def script(name: str):
-    """A results script of scripts/ as a module, to reuse its loading and drawing."""
+    """A script of scripts/figures/ (the results figures and tables) as a module, to reuse its loading and drawing."""
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "figures" / f"{name}.py")
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
@@ -237,7 +237,7 @@ def committed_figures(results: Path, exp: Experiment) -> Dict[str, bytes]:
 
 
 def authors_wrn_figure(results: Path, exp: Experiment) -> Dict[str, bytes]:
-    """The authors' WRN curves alone, drawn by scripts/make_wrn_figure.py, where no committed figure exists yet."""
+    """The authors' WRN curves alone, drawn by scripts/figures/make_wrn_figure.py, where no committed figure exists yet."""
     make_wrn_figure = script("make_wrn_figure")
     authors = make_wrn_figure.load_authors(results / "authors_wrn_curves.csv")
     dataset = make_wrn_figure.EXPERIMENTS[exp.key]
@@ -268,7 +268,7 @@ def table_page(results: Path, exp: Experiment) -> Page:
             *targets_text(exp.key), *readme_headline(results, exp.key), "## Curves", ""]
     if drawn:
         body += ["No run of ours yet: the authors' curves alone, their mean dashed and the band between their best "
-                 "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/make_wrn_figure.py`).", ""]
+                 "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/figures/make_wrn_figure.py`).", ""]
     elif figures:
         body += ["Solid: ours; dashed: the authors' mean, with the band between their best and worst run "
                  "(`make cifar-figure`, from `results/authors_wrn_curves.csv` and our runs).", ""]
@@ -354,7 +354,7 @@ VGG_METRICS = (("train_loss", "train loss", 3), ("test_acc", "test acc %", 2), (
 
 
 def vgg16_curves(results: Path, key: str):
-    """Ours and the authors' per epoch, via scripts/make_vgg16_figure.py; with its committed table's deltas."""
+    """Ours and the authors' per epoch, via scripts/figures/make_vgg16_figure.py; with its committed table's deltas."""
     vgg = script("make_vgg16_figure")
     ours, authors = vgg.load(results / "cifar10_vgg16_curves.csv", results / "authors_vgg16_curves.csv")
     both = vgg.compare(ours, authors)

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from src.errors import UserError
+
 
 class Dist:
     """Rank facts for this process (a single process is rank 0 of 1)."""
@@ -32,6 +34,28 @@ class Dist:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def choose_device(want: str, option: str = "trainer.device", local_rank: int = 0) -> torch.device:
+    """The device that ``want`` names (auto | cpu | cuda | cuda:N; plain ``cuda`` is this process's local rank's GPU),
+    made current on CUDA; a UserError naming ``option`` (a config key, or a flag such as ``--device``) otherwise."""
+    said = f"{option} {want}" if option.startswith("-") else f"{option}={want}"
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            use_cpu = f"{option} cpu" if option.startswith("-") else f"{option}=cpu"
+            raise UserError(f"{said} but no CUDA device is visible; use {use_cpu}")
+        try:
+            device = torch.device(f"cuda:{local_rank}" if want == "cuda" else want)
+        except RuntimeError:
+            device = None
+        if device is not None:
+            torch.cuda.set_device(device)
+            return device
+    elif want == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"{option} must be auto, cpu, cuda or cuda:N, got '{want}'")
 
 
 def init_distributed(world: Dist, device: torch.device, timeout_s: int) -> None:

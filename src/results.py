@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pandas as pd
-from omegaconf import OmegaConf
+
+from src.launch import finished_runs, read_config, read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "paper_results.csv"
@@ -27,13 +27,8 @@ def schedule_label(cfg) -> str:
 def collect_runs(runs_dir: Path, experiment: Optional[str] = None) -> pd.DataFrame:
     """One row per finished run (summary.json + config.yaml) under ``runs_dir``."""
     rows: List[Dict] = []
-    for summary_path in sorted(Path(runs_dir).rglob("summary.json")):
-        run_dir = summary_path.parent
-        config_path = run_dir / "config.yaml"
-        if not config_path.is_file():
-            continue
-        summary = json.loads(summary_path.read_text())
-        cfg = OmegaConf.load(config_path)
+    for run_dir in finished_runs(runs_dir):
+        summary, cfg = read_summary(run_dir), read_config(run_dir)
         if experiment is not None and summary.get("experiment") != experiment:
             continue
         finished = summary.get("epochs") == cfg.trainer.epochs

@@ -39,7 +39,7 @@ from src.checkpoint import (TrainingState, load_weights_from, restore_training, 
                             weights_fingerprint, write_text_atomic)
 from src.data import build_datasets
 from src.data.loaders import build_loaders, set_loader_epoch
-from src.distributed import Dist, init_distributed, is_peer_failure, max_rank_difference
+from src.distributed import Dist, choose_device, init_distributed, is_peer_failure, max_rank_difference
 from src.errors import UserError
 from src.loop import TrainContext, check_weights_finite, evaluate, train_one_epoch
 from src.models import build_model
@@ -82,18 +82,7 @@ def validate(cfg: DictConfig, world: Dist) -> None:
 
 
 def pick_device(cfg: DictConfig, world: Dist) -> torch.device:
-    want = cfg.trainer.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"trainer.device={want} but no CUDA device is visible; use trainer.device=cpu")
-        if want == "cuda":
-            want = f"cuda:{world.local_rank}"
-        torch.cuda.set_device(torch.device(want))
-    elif want != "cpu":
-        raise UserError(f"trainer.device must be auto, cpu, cuda or cuda:N, got '{want}'")
-    return torch.device(want)
+    return choose_device(cfg.trainer.device, "trainer.device", world.local_rank)
 
 
 def seed_everything(seed: int) -> None:

@@ -2,7 +2,7 @@
 results/authors_vgg16_curves.csv.
 
 Everything here runs without the authors' repository, except the last test, which reruns
-scripts/authors_wrn_curves.py against a clone of donlan2710/gRDA-Optimizer named by the environment variable
+scripts/authors/authors_wrn_curves.py against a clone of donlan2710/gRDA-Optimizer named by the environment variable
 GRDA_AUTHORS_REPO (``git clone https://github.com/donlan2710/gRDA-Optimizer``) and is skipped without one.
 """
 
@@ -27,7 +27,7 @@ PAPER_COLUMNS = [
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("authors_wrn_curves", ROOT / "scripts" / "authors_wrn_curves.py")
+    spec = importlib.util.spec_from_file_location("authors_wrn_curves", ROOT / "scripts" / "authors" / "authors_wrn_curves.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -188,7 +188,7 @@ def test_vgg_sgd_has_no_zeros_and_grda_orders_by_mu(vgg):
 def test_vgg_early_sparsity_matches_the_preset(vgg):
     """configs/experiment/cifar10_vgg16.yaml: 3.73 / 5.31 / 6.52 / 8.43 / 11.91 % zeros after epochs 1/2/3/5/10
     (mu 0.51; it says over 12 runs, i.e. every mu_0.51_c_0.0005 file; the notebook's 9 give the same to 0.01), and
-    scripts/early_sparsity.py's VGG references for the other mu."""
+    scripts/analysis/early_sparsity.py's VGG references for the other mu."""
     expected = {
         0.4: [2.49, 3.29, 3.86, 4.72, 6.19], 0.51: [3.73, 5.31, 6.52, 8.43, 11.91],
         0.6: [5.19, 7.85, 9.99, 13.52, 20.22], 0.7: [7.48, 12.11, 16.02, 22.71, 35.88],
@@ -232,7 +232,7 @@ def test_generated_markdown_names_no_machine_path():
         assert "/work/" not in text and ".mirror" not in text, name
         assert "a clone of donlan2710/gRDA-Optimizer at commit" in text, name
         assert "GRDA_AUTHORS_REPO" in text, name
-    assert "/work/" not in (ROOT / "scripts" / "authors_wrn_curves.py").read_text()
+    assert "/work/" not in (ROOT / "scripts" / "authors" / "authors_wrn_curves.py").read_text()
 
 
 def test_script_without_a_clone_fails_with_a_clear_message(monkeypatch, capsys, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bench_optimizer
+from scripts.bench import bench_optimizer
 from tests.fakedata import make_cifar_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_bench_optimizer_writes_its_table(monkeypatch, tmp_path):
 def test_bench_train_writes_its_table(tmp_path):
     make_cifar_folder(tmp_path / "cifar", n_train=4, n_test=2)
     out = tmp_path / "train.md"
-    cmd = [sys.executable, "scripts/bench_train.py", "--setup", "keras_cnn", "--data-root", str(tmp_path / "cifar"),
+    cmd = [sys.executable, "scripts/bench/bench_train.py", "--setup", "keras_cnn", "--data-root", str(tmp_path / "cifar"),
            "--batch-size", "2", "--steps", "4", "--chunk", "2", "--rounds", "1", "--out", str(out),
            "--optims", "grda", "sgd"]  # SGD with momentum left out: five processes, not seven
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

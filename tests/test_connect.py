@@ -1,4 +1,4 @@
-"""scripts/connect.py: SGD and gRDA minima joined by a line and a trained Bezier curve (the paper's Figure 1)."""
+"""scripts/analysis/connect.py: SGD and gRDA minima joined by a line and a trained Bezier curve (the paper's Figure 1)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.helpers import ROOT, summary, train
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("connect_script", ROOT / "scripts" / "connect.py")
+    spec = importlib.util.spec_from_file_location("connect_script", ROOT / "scripts" / "analysis" / "connect.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -29,7 +29,7 @@ connect = load_script()
 
 
 def run_connect(*args):
-    return subprocess.run([sys.executable, "scripts/connect.py", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "scripts/analysis/connect.py", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -169,7 +169,7 @@ def test_report_without_our_vgg16_runs(results_copy):
 
 
 def fake_vgg16_curves(results: Path, epochs: int, off_by: float = 0.0) -> None:
-    """Our VGG16 CSV as `cifar10_keras_cnn_runs.py collect --setting vgg16` writes it: the authors' means."""
+    """Our VGG16 CSV as `scripts/runs/cifar10_runs.py collect --setting vgg16` writes it: the authors' means."""
     authors = pd.read_csv(results / "authors_vgg16_curves.csv")
     rows = []
     for label, optimizer, mu in (("SGD", "sgd", None), ("gRDA mu=0.51", "grda", 0.51), ("gRDA mu=0.7", "grda", 0.7)):

@@ -1,4 +1,5 @@
-"""scripts/early_sparsity.py: the static early-sparsity prediction against the authors' logs (no training, no data).
+"""src/early_sparsity.py (command line: scripts/analysis/early_sparsity.py): the static early-sparsity prediction
+against the authors' logs (no training, no data).
 
 With the authors' initialisation (PyTorch defaults) the share of initial weights below gRDA's threshold tau_n
 reproduces their logged sparsity after the first epochs; with the WRN paper's Kaiming init it is far off, so
@@ -11,7 +12,7 @@ import math
 
 import pytest
 
-from scripts import early_sparsity as es
+from src import early_sparsity as es
 from src.errors import UserError
 from grda import closed_form_threshold
 

@@ -5,7 +5,7 @@ w_n = S_{tau_n}(w_0 - lr * sum_k g_k), tau_n = c * sqrt(lr) * (n * lr) ** mu, an
 for model.fit on linear regression), against the PyTorch optimizer grda.GRDA (including an
 lr change mid-run), against keras.optimizers.SGD for c = 0, and through model.save / load_model.
 The same closed-form and model.fit checks run on every other installed backend in a child process. Also
-bfloat16/float16 variables (float32 accumulators) and a 1-epoch run of scripts/keras_cifar10_cnn.py on a generated
+bfloat16/float16 variables (float32 accumulators) and a 1-epoch run of scripts/analysis/keras_cifar10_cnn.py on a generated
 folder. What needs an absent framework (the PyTorch optimizer, the harness) is skipped: `make test` also runs this
 file with KERAS_BACKEND=tensorflow in a torch-free environment (.venv-tf).
 """
@@ -535,7 +535,7 @@ def test_other_backend(backend):
     assert f"ok {backend}" in proc.stdout
 
 
-# ---------------------------------------------------------------- scripts/keras_cifar10_cnn.py
+# ---------------------------------------------------------------- scripts/analysis/keras_cifar10_cnn.py
 
 
 def make_png_folder(root: Path, n_train: int, n_test: int) -> None:
@@ -553,7 +553,7 @@ def make_png_folder(root: Path, n_train: int, n_test: int) -> None:
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("keras_cifar10_cnn", REPO / "scripts" / "keras_cifar10_cnn.py")
+    spec = importlib.util.spec_from_file_location("keras_cifar10_cnn", REPO / "scripts" / "analysis" / "keras_cifar10_cnn.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -20,7 +20,7 @@ from tests.helpers import ROOT
 
 def make_tables(table, runs, out):
     proc = subprocess.run(
-        [sys.executable, "scripts/make_tables.py", table, "--runs", str(runs), "--out", str(out)],
+        [sys.executable, "scripts/figures/make_tables.py", table, "--runs", str(runs), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -81,7 +81,7 @@ def fake_authors(path, labels):
 
 def make_figure(tmp_path, ours, authors):
     return subprocess.run(
-        [sys.executable, "scripts/make_cifar10_figure.py", "--ours", str(ours), "--authors", str(authors),
+        [sys.executable, "scripts/figures/make_cifar10_figure.py", "--ours", str(ours), "--authors", str(authors),
          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
 
@@ -154,7 +154,7 @@ def test_keras_figure_runs_collect(tmp_path):
     pd.DataFrame({"epoch": [1, 2], "test_acc": [35.0, 45.5], "nonzero_ratio": [0.97, 0.94]}).to_csv(
         run / "metrics.csv", index=False)
     out = tmp_path / "curves.csv"
-    proc = subprocess.run([sys.executable, "scripts/cifar10_keras_cnn_runs.py", "collect", "--runs-dir", str(tmp_path),
+    proc = subprocess.run([sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--runs-dir", str(tmp_path),
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     curves = pd.read_csv(out)
@@ -190,7 +190,7 @@ def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
     pd.DataFrame({"epoch": [1, 2], "test_acc": [40.0, 50.0], "sparsity": [13.0, 19.5]}).to_csv(run / "metrics.csv",
                                                                                                index=False)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "scripts/make_wrn_figure.py", "--runs", str(tmp_path / "runs"), "--out",
+    proc = subprocess.run([sys.executable, "scripts/figures/make_wrn_figure.py", "--runs", str(tmp_path / "runs"), "--out",
                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     authors = pd.read_csv(ROOT / "results" / "authors_wrn_curves.csv")
@@ -202,10 +202,10 @@ def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
 
 
 def _runs_script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import cifar10_keras_cnn_runs
+    sys.path.insert(0, str(ROOT / "scripts" / "runs"))
+    import cifar10_runs
 
-    return cifar10_keras_cnn_runs
+    return cifar10_runs
 
 
 def test_keras_figure_runs_settings():
@@ -224,8 +224,8 @@ def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
     there is not relaunched; a run that fails or does not advance is not relaunched, and the others go on."""
     import argparse
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import cifar10_keras_cnn_runs as runs
+    sys.path.insert(0, str(ROOT / "scripts" / "runs"))
+    import cifar10_runs as runs
 
     assert runs.targets(12, 5) == [5, 10, 12] and runs.targets(10, 5) == [5, 10] and runs.targets(10, 0) == [10]
     ahead = tmp_path / "cifar10_keras_cnn" / "figure" / "sgd"
@@ -247,7 +247,7 @@ def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
         running.discard(out.name)
         return types.SimpleNamespace(returncode=int(out.name == "adagrad"))
 
-    monkeypatch.setattr(runs.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)  # src.launch runs src/train.py through it
     args = argparse.Namespace(setting="figure", only=["sgd", "adam"], epochs=12, step=5, parallel=2, nice=0,
                               runs_dir=tmp_path, data_root="data")
     assert runs.launch(args) == 0
@@ -298,7 +298,7 @@ def test_vgg16_collect_and_comparison(tmp_path):
         common, train_loss=mu7.train_loss_mean.to_numpy() + [0, 0, 5.0], test_acc=mu7.test_acc_mean,
         sparsity=mu7.sparsity_mean.to_numpy() + [0, 1.5, 0]), "a" * 64)
     ours = tmp_path / "ours.csv"
-    proc = subprocess.run([sys.executable, "scripts/cifar10_keras_cnn_runs.py", "collect", "--setting", "vgg16",
+    proc = subprocess.run([sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--setting", "vgg16",
                            "--runs-dir", str(tmp_path), "--out", str(ours)], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -309,7 +309,7 @@ def test_vgg16_collect_and_comparison(tmp_path):
     assert pd.isna(curves.mu.iloc[0]) and curves.mu.iloc[3] == 0.7 and (curves.seed == 1).all()
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "scripts/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "scripts/figures/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = (out / "cifar10_vgg16_table.md").read_text()

@@ -744,10 +744,10 @@ def test_maxpool_kernel_refuses_what_max_pool2d_refuses():
 
 
 def test_bench_script_measures_and_renders_from_its_json(tmp_path):
-    """scripts/bench_sparse_inference.py: one small row measured, written as JSON, and the table rebuilt from it."""
+    """scripts/bench/bench_sparse_inference.py: one small row measured, written as JSON, and the table rebuilt from it."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench_sparse_inference.py")
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench" / "bench_sparse_inference.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     raw, table = tmp_path / "part.json", tmp_path / "table.md"
@@ -765,7 +765,7 @@ def test_bench_script_measures_and_renders_from_its_json(tmp_path):
     assert script.portable(str(ROOT / "results" / "x.md")) == "results/x.md"
     assert script.portable(str(Path.home() / "grda-runs" / "a.pth")) == "~/grda-runs/a.pth"
     assert script.portable_command(["--keras-ckpt=" + str(Path.home() / "r.pth"), "--models", "keras_cnn"]) == (
-        "python scripts/bench_sparse_inference.py --keras-ckpt=~/r.pth --models keras_cnn")
+        "python scripts/bench/bench_sparse_inference.py --keras-ckpt=~/r.pth --models keras_cnn")
     rebuilt = tmp_path / "again.md"
     assert script.main(["--from-json", str(raw), "--out", str(rebuilt)]) == 0
     assert rebuilt.read_text().split("| model | weights |")[1] == text.split("| model | weights |")[1]

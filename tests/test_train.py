@@ -435,8 +435,8 @@ def test_submitit_local_launcher_ddp_and_resubmit(tmp_path):
 def test_long_keras_runs_stay_resumable(name, slug):
     """The configs saved by the long Keras-figure runs (tests/data, copied from their run directories) must match what
     their launch command composes today, or the same command would refuse to resume them."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import cifar10_keras_cnn_runs as runs
+    sys.path.insert(0, str(ROOT / "scripts" / "runs"))
+    import cifar10_runs as runs
 
     from src.run_dir import config_changes
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build results/<name>_table.{md,csv}: the authors' numbers beside ours from finished runs.
 
-    python scripts/make_tables.py imagenet [--runs runs] [--out results]
-    python scripts/make_tables.py cifar
+    python scripts/figures/make_tables.py imagenet [--runs runs] [--out results]
+    python scripts/figures/make_tables.py cifar
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from src.results import comparison_table, to_markdown  # noqa: E402
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Test accuracy against sparsity for gRDA (several mu/c) and gradual magnitude pruning, in one figure.
 
-    python scripts/make_frontier.py [--experiment default] [--runs runs] [--out results]
+    python scripts/figures/make_frontier.py [--experiment default] [--runs runs] [--out results]
 
 Reads every finished run of the experiment (summary.json + config.yaml): gRDA runs (optim=grda),
 GMP runs (prune=gmp) and plain baselines; writes results/frontier_<experiment>.{png,csv,md}. The
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import matplotlib  # noqa: E402
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Our VGG16 / CIFAR-10 curves over the authors' band, epoch by epoch, and the table of the differences.
 
-    python scripts/make_vgg16_figure.py [--ours results/cifar10_vgg16_curves.csv]
+    python scripts/figures/make_vgg16_figure.py [--ours results/cifar10_vgg16_curves.csv]
                                         [--authors results/authors_vgg16_curves.csv] [--out results]
 
-Reads the committed per-epoch CSVs only (no runs needed): ours from `scripts/cifar10_keras_cnn_runs.py collect
+Reads the committed per-epoch CSVs only (no runs needed): ours from `scripts/runs/cifar10_runs.py collect
 --setting vgg16`, the authors' (mean / std / min / max over the 9 repeats their notebook draws) from
-`scripts/authors_wrn_curves.py`. Writes results/figures/vgg16_curves.png (train loss, test accuracy and % zeros; ours
+`scripts/authors/authors_wrn_curves.py`. Writes results/figures/vgg16_curves.png (train loss, test accuracy and % zeros; ours
 solid, the authors' mean dashed, their min–max band shaded) and results/cifar10_vgg16_table.{md,csv}: ours beside
 theirs at epochs 1, 2, 3, 5, 10, 15, 20 (where reached) with the deltas and the issue's targets — % zeros within
 ±1 point of their mean at every epoch; train loss and test accuracy inside their min–max band at the table's epochs.
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLE_EPOCHS = [1, 2, 3, 5, 10, 15, 20]
 ZEROS_TOLERANCE = 1.0  # points of % zeros
 METRICS = {"train_loss": "train loss", "test_acc": "test accuracy (%)", "sparsity": "zeros over all parameters (%)"}
@@ -36,8 +36,8 @@ def label(optimizer: str, mu) -> str:
 
 
 def load(ours_path: Path, authors_path: Path):
-    for path, maker in ((ours_path, "scripts/cifar10_keras_cnn_runs.py collect --setting vgg16"),
-                        (authors_path, "scripts/authors_wrn_curves.py")):
+    for path, maker in ((ours_path, "scripts/runs/cifar10_runs.py collect --setting vgg16"),
+                        (authors_path, "scripts/authors/authors_wrn_curves.py")):
         if not path.is_file():
             sys.exit(f"error: '{path}' not found; it is committed in results/ (or made by {maker})")
     ours = pd.read_csv(ours_path)
@@ -134,7 +134,7 @@ def main() -> int:
                                                          float_format="%.6g")
     text = "\n".join([
         "# VGG16 on CIFAR-10: ours beside the authors' logs, epoch by epoch", "",
-        "Made by `make cifar-figure` from results/cifar10_vgg16_curves.csv (ours: `scripts/cifar10_keras_cnn_runs.py "
+        "Made by `make cifar-figure` from results/cifar10_vgg16_curves.csv (ours: `scripts/runs/cifar10_runs.py "
         "collect --setting vgg16`) and results/authors_vgg16_curves.csv (the authors' 9 repeats per setting). "
         "Δ = ours − their mean; **out**: outside their min–max band (train loss, test accuracy) or more than "
         "±1 point from their mean (% zeros).", "", *table_rows(both), "", "Targets:", "", *targets(both), "",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Are the SGD and gRDA minima in the same valley? Loss and accuracy along a line and a trained curve.
 
-    python scripts/connect.py SGD_CKPT GRDA_CKPT [--points 61] [--curve-epochs 10] [--lr 0.1]
+    python scripts/analysis/connect.py SGD_CKPT GRDA_CKPT [--points 61] [--curve-epochs 10] [--lr 0.1]
                               [--batch-size B] [--out DIR] [--device cpu] [--seed 0]
                               [--bn-samples 10000] [--data-root DIR] [--threads N]
 
@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -65,6 +65,7 @@ from src.config import RUNTIME_KEYS  # noqa: E402
 from src.run_dir import flat_config  # noqa: E402
 from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, write_text_atomic  # noqa: E402
 from src.data import build_datasets  # noqa: E402
+from src.distributed import choose_device  # noqa: E402
 from src.errors import CheckpointError, UserError  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.sparsity import state_dict_sparsity, summarize  # noqa: E402
@@ -104,17 +105,6 @@ def check_same_setup(cfg_a: Mapping[str, Any], cfg_b: Mapping[str, Any], path_a:
                 f"the checkpoints were trained on different setups: {key} is {a.get(key)!r} in '{path_a}' but "
                 f"{b.get(key)!r} in '{path_b}'; both runs must share the model and data config"
             )
-
-
-def pick_device(want: str) -> torch.device:
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {want} but no CUDA device is visible; use --device cpu")
-    try:
-        return torch.device(want)
-    except RuntimeError:
-        raise UserError(f"--device must be cpu, cuda, cuda:N or auto, got '{want}'") from None
 
 
 # ------------------------------------------------------------------------------- paths
@@ -278,7 +268,7 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
     cfg_sgd, sd_sgd = load_run(args.sgd_ckpt)
     cfg_grda, sd_grda = load_run(args.grda_ckpt)
     check_same_setup(cfg_sgd, cfg_grda, args.sgd_ckpt, args.grda_ckpt)
-    device = pick_device(args.device)
+    device = choose_device(args.device, "--device")
     batch_size = args.batch_size or int(cfg_sgd.get("trainer", {}).get("batch_size", 128))
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The paper's Figure 2: log(||w||_2 / ||w||_1) per epoch, from runs' metrics.csv.
 
-    python scripts/plot_norms.py RUN_DIR [RUN_DIR ...] [--out results/figures/norm_ratio.png]
+    python scripts/figures/plot_norms.py RUN_DIR [RUN_DIR ...] [--out results/figures/norm_ratio.png]
 
 The ratio grows as weight mass concentrates on few entries: gRDA's curve rises as it prunes, SGD's stays
 flat. Each run is labelled by its optimizer (and mu, c) from its config.yaml.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Our Keras-CNN CIFAR-10 curves on the same axes as the authors' figure, and a table of the differences.
 
-    python scripts/make_cifar10_figure.py [--ours results/cifar10_keras_cnn_curves.csv]
+    python scripts/figures/make_cifar10_figure.py [--ours results/cifar10_keras_cnn_curves.csv]
                                           [--authors results/authors_keras_cnn_curves.csv] [--out results]
 
-Reads the committed per-epoch CSVs only (no runs needed): ours from `scripts/cifar10_keras_cnn_runs.py collect`
-(optimizer,epoch,test_acc,nonzero_ratio), the authors' digitised from `scripts/digitize_authors_figure.py`
+Reads the committed per-epoch CSVs only (no runs needed): ours from `scripts/runs/cifar10_runs.py collect`
+(optimizer,epoch,test_acc,nonzero_ratio), the authors' digitised from `scripts/authors/digitize_authors_figure.py`
 (figure,optimizer,epoch,value). Writes results/figures/cifar10_keras_cnn_{acc_test,nonzero_weights}.png (solid: ours
 in the figure's setting; dashed: the authors'; dotted: ours with the accumulator starting at the weights; thin:
 ours, other seeds) and results/cifar10_keras_cnn_table.{md,csv}: both at epochs 1, 5, 10, 20, 30 (50, 99 where
@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "cifar10_keras_cnn"
 # The authors' legend order and colours (their figure's)
 COLOURS = {
@@ -44,8 +44,8 @@ FIGURES = {"test_acc": ("test accuracy", "acc_test"), "nonzero_ratio": ("nonzero
 
 
 def load(ours_path: Path, authors_path: Path):
-    for path, maker in ((ours_path, "scripts/cifar10_keras_cnn_runs.py collect"),
-                        (authors_path, "scripts/digitize_authors_figure.py")):
+    for path, maker in ((ours_path, "scripts/runs/cifar10_runs.py collect"),
+                        (authors_path, "scripts/authors/digitize_authors_figure.py")):
         if not path.is_file():
             sys.exit(f"error: '{path}' not found; it is committed in results/ (or made by {maker})")
     ours = pd.read_csv(ours_path)

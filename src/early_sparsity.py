@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Predict gRDA's early sparsity from a preset without training (no data, seconds on a CPU).
+"""Predict gRDA's early sparsity from a preset without training (no data, seconds on a CPU). The library; its command
+line is scripts/analysis/early_sparsity.py:
 
-    python scripts/early_sparsity.py --experiment cifar100_wrn28x10 [--epochs 1,2,3,5,10] [--per-layer]
+    python scripts/analysis/early_sparsity.py --experiment cifar100_wrn28x10 [--epochs 1,2,3,5,10] [--per-layer]
                                      [override ...]          # any Hydra override, e.g. optim.mu=0.55
 
 gRDA sets w_n = S_tau_n(a_n) with a_n = a_0 - sum(lr * g) and a threshold tau_n that grows with n. Early in
@@ -48,13 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
+from torch import nn
+
+from src.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from src.errors import UserError  # noqa: E402
 
 CONFIG_DIR = ROOT / "configs"
 AUTHORS_CSV = ROOT / "results" / "authors_wrn_curves.csv"

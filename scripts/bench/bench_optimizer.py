@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Optimizer step time on real models' parameter sets: gRDA's paths against plain SGD.
 
-    python scripts/bench_optimizer.py [--models resnet50 wrn28x10 keras_cnn] [--repeats 30] [--device cpu]
+    python scripts/bench/bench_optimizer.py [--models resnet50 wrn28x10 keras_cnn] [--repeats 30] [--device cpu]
                                       [--out results/bench/optimizer_cpu.md]
 
 Every optimizer steps the same parameters with fixed gradients; the variants are timed in rounds, in a new
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
@@ -167,7 +167,7 @@ def main() -> int:
         "# Optimizer step time",
         "",
         f"Machine: {machine(device)}; torch {torch.__version__}; device {device}.",
-        f"Command: `{malloc_env}python scripts/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
+        f"Command: `{malloc_env}python scripts/bench/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
         f"--models {' '.join(args.models)}`",
         f"Median of {args.repeats} steps after {args.warmup} warm-up steps, variants interleaved in a shuffled order, "
         "each step from a cold "

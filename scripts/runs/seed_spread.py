@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Mean and spread over seeds of a preset's gRDA and SGD runs: what a claim about the preset's result rests on.
 
-    python scripts/seed_spread.py [--experiment default] [--seeds 0-7] [--runs-dir runs] [--out results/seeds_default]
+    python scripts/runs/seed_spread.py [--experiment default] [--seeds 0-7] [--runs-dir runs] [--out results/seeds_default]
 
 Runs `src/train.py experiment=E seed=S` for gRDA (the preset's optimizer) and `optim=sgd` at every seed (finished runs
 are reused: the same command resumes or reports them complete), then writes OUT.csv (one row per run) and OUT.md
@@ -11,14 +11,14 @@ are reused: the same command resumes or reports them complete), then writes OUT.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from src.launch import last_line, launch, read_summary  # noqa: E402
 OPTIMIZERS = {"grda": [], "sgd": ["optim=sgd"]}
 
 
@@ -31,13 +31,10 @@ def seeds(text: str):
 
 def run(args, seed: int, name: str, overrides) -> dict:
     run_dir = args.runs_dir / args.experiment / "seeds" / f"{name}_seed{seed}"
-    cmd = [sys.executable, "src/train.py", f"experiment={args.experiment}", f"seed={seed}", "trainer.progress=false",
-           f"hydra.run.dir={run_dir}", *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = launch(f"experiment={args.experiment}", f"seed={seed}", *overrides, run_dir=run_dir, capture=True)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        sys.exit(f"error: {name} seed {seed} failed (exit {proc.returncode}) in {run_dir}: {tail}")
-    s = json.loads((run_dir / "summary.json").read_text())
+        sys.exit(f"error: {name} seed {seed} failed (exit {proc.returncode}) in {run_dir}: {last_line(proc)}")
+    s = read_summary(run_dir)
     return {"optimizer": name, "seed": seed, "test_acc": s["test_acc"], "sparsity": s["sparsity"]}
 
 
@@ -68,7 +65,7 @@ def main() -> int:
     df = pd.DataFrame(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out.with_suffix(".csv"), index=False)
-    command = f"python scripts/seed_spread.py --experiment {args.experiment} --seeds {args.seeds[0]}-{args.seeds[-1]}"
+    command = f"python scripts/runs/seed_spread.py --experiment {args.experiment} --seeds {args.seeds[0]}-{args.seeds[-1]}"
     text = (f"# experiment={args.experiment}: gRDA and SGD over {len(args.seeds)} seeds\n\n"
             f"Command: `{command}` (test accuracy and sparsity in %, from each run's summary.json).\n\n"
             f"{describe(df)}\n")

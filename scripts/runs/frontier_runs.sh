@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs for the accuracy-vs-sparsity frontier on the offline digits default: SGD, gRDA at several mu,
 # and gradual magnitude pruning (SGD + prune=gmp) at several target sparsities. Finished runs are skipped
-# (the same command resumes or reports complete). Then: python scripts/make_frontier.py --experiment default
+# (the same command resumes or reports complete). Then: python scripts/figures/make_frontier.py --experiment default
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 run() { "$PY" src/train.py trainer.progress=false "$@" | tail -n 1; }

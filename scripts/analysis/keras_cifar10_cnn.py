@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """The Keras cifar10_cnn example trained with gRDA for Keras 3 (grda.keras, src/optim/grda/keras.py).
 
-    python scripts/keras_cifar10_cnn.py --data-root ../shared/data/cifar10 --epochs 2 \
+    python scripts/analysis/keras_cifar10_cnn.py --data-root ../shared/data/cifar10 --epochs 2 \
         --train-subset 10000 --test-subset 2000 --mu 0.51 --out keras_grda.csv
-    python scripts/keras_cifar10_cnn.py --optimizer adam --lr 0.005 --output softmax ...   # a Keras baseline
+    python scripts/analysis/keras_cifar10_cnn.py --optimizer adam --lr 0.005 --output softmax ...   # a Keras baseline
 
 --optimizer sgd|adam runs Keras' own SGD / Adam (default arguments but the learning rate) instead of gRDA, to
 check a baseline of the authors' figure in Keras itself. --output softmax ends the model as the authors' script
@@ -39,7 +39,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

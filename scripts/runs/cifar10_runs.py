@@ -2,10 +2,10 @@
 """The authors' CIFAR-10 runs that fit a CPU (the Keras-CNN figure, VGG16) as harness runs: launch (and resume)
 them, then collect their curves.
 
-    python scripts/cifar10_keras_cnn_runs.py run [--setting figure|weights|seeds|vgg16|all] [--epochs 100]
+    python scripts/runs/cifar10_runs.py run [--setting figure|weights|seeds|vgg16|all] [--epochs 100]
                                                  [--parallel 2] [--step 5] [--runs-dir ~/grda-runs]
                                                  [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/cifar10_keras_cnn_runs.py collect [--setting keras|vgg16] [--runs-dir ~/grda-runs] [--out CSV]
+    python scripts/runs/cifar10_runs.py collect [--setting keras|vgg16] [--runs-dir ~/grda-runs] [--out CSV]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
@@ -35,17 +35,17 @@ run-epoch). `collect` writes every finished epoch of every run found as optimize
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from src.launch import epochs_done, read_config, read_metrics, read_summary, train_command  # noqa: E402
+from src.launch import launch as launch_run  # noqa: E402
 EXPERIMENT = "cifar10_keras_cnn"
 # The experiment of each setting; the Keras CNN's unless named here.
 EXPERIMENTS = {"vgg16": "cifar10_vgg16"}
@@ -91,14 +91,16 @@ def run_dir(runs_dir: Path, setting: str, slug: str) -> Path:
     return runs_dir / experiment(setting) / setting / slug
 
 
-def command(args, setting: str, slug: str, overrides, epochs: int) -> list:
+def run_overrides(args, setting: str, overrides, epochs: int) -> list:
+    """A run's overrides: its experiment and optimizer, where it trains to, and its share of the cores."""
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     length = f"trainer.stop_after_epoch={epochs}" if setting in FULL_LENGTH else f"trainer.epochs={epochs}"
-    return [
-        sys.executable, str(ROOT / "src" / "train.py"), f"experiment={experiment(setting)}",
-        f"data.root={args.data_root}", length, f"trainer.threads={threads}", "trainer.progress=false",
-        f"hydra.run.dir={run_dir(args.runs_dir, setting, slug)}", *overrides,
-    ]
+    return [f"experiment={experiment(setting)}", f"data.root={args.data_root}", length, f"trainer.threads={threads}",
+            *overrides]
+
+
+def command(args, setting: str, slug: str, overrides, epochs: int) -> list:
+    return train_command(*run_overrides(args, setting, overrides, epochs), run_dir=run_dir(args.runs_dir, setting, slug))
 
 
 def selected(args):
@@ -107,14 +109,6 @@ def selected(args):
     if not runs:
         sys.exit(f"error: no run matches --setting {args.setting} --only {' '.join(args.only or [])}")
     return runs
-
-
-def epochs_done(out: Path) -> int:
-    """The last epoch in a run's metrics.csv (0 for a run not started)."""
-    try:
-        return int(pd.read_csv(out / "metrics.csv")["epoch"].max())
-    except (OSError, ValueError, KeyError, pd.errors.EmptyDataError):
-        return 0
 
 
 def targets(epochs: int, step: int) -> list:
@@ -127,11 +121,9 @@ def launch(args) -> int:
         setting, slug, label, overrides = run
         out = run_dir(args.runs_dir, setting, slug)
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "console.log", "a") as log:
-            print(f"{label} -> {out} (to epoch {epochs})", flush=True)
-            nice = (lambda: os.nice(args.nice)) if args.nice else None
-            code = subprocess.run(command(args, setting, slug, overrides, epochs), stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=nice).returncode
+        print(f"{label} -> {out} (to epoch {epochs})", flush=True)
+        code = launch_run(*run_overrides(args, setting, overrides, epochs), run_dir=out, log=out / "console.log",
+                          nice=args.nice).returncode
         print(f"{label} [{setting}]: {'done' if code == 0 else f'FAILED (exit {code}), see {out}/console.log'}",
               flush=True)
         return code
@@ -187,9 +179,7 @@ def collect_vgg16(args) -> int:
         out = run_dir(args.runs_dir, setting, slug)
         if setting != "vgg16" or not (out / "metrics.csv").is_file():
             continue
-        cfg = OmegaConf.load(out / "config.yaml")
-        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-        df = pd.read_csv(out / "metrics.csv")
+        cfg, summary, df = read_config(out), read_summary(out), read_metrics(out)
         grda = cfg.optim.name == "grda"
         frames.append(df.assign(optimizer=label, mu=cfg.optim.mu if grda else None, c=cfg.optim.c if grda else 0.0,
                                 seed=cfg.seed, initial_weights_sha256=summary.get("initial_weights_sha256")))
@@ -215,10 +205,9 @@ def collect(args) -> int:
     for setting, slug, label, _ in RUNS:
         if experiment(setting) != EXPERIMENT:
             continue
-        metrics = run_dir(args.runs_dir, setting, slug) / "metrics.csv"
-        if not metrics.is_file():
+        df = read_metrics(run_dir(args.runs_dir, setting, slug))
+        if df.empty:
             continue
-        df = pd.read_csv(metrics)
         frames.append(pd.DataFrame({
             "optimizer": label, "epoch": df["epoch"], "test_acc": df["test_acc"] / 100,
             "nonzero_ratio": df["nonzero_ratio"],

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training throughput (img/s) and peak memory: the harness against a bare PyTorch loop, SGD against gRDA.
 
-    python scripts/bench_train.py --setup keras_cnn --data-root ../shared/data/cifar10 [--batch-size 10]
+    python scripts/bench/bench_train.py --setup keras_cnn --data-root ../shared/data/cifar10 [--batch-size 10]
                                   [--steps 600] [--rounds 3] [--out results/bench/train_keras_cnn.md]
-    python scripts/bench_train.py --setup resnet50 --batch-size 8 --steps 8
+    python scripts/bench/bench_train.py --setup resnet50 --batch-size 8 --steps 8
 
 Two measurements. First, interleaved in one process (what the ratios should be read from: this machine's speed
 drifts between processes by more than the differences measured): the harness's training loop (train_one_epoch from
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 SETUPS = {
@@ -253,7 +253,7 @@ def main() -> int:
     lines = [
         f"# Training throughput: {args.setup}, batch {args.batch_size}",
         "",
-        f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. Command: `python scripts/bench_train.py --setup "
+        f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. Command: `python scripts/bench/bench_train.py --setup "
         f"{args.setup} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds} --chunk {args.chunk}"
         + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
         "",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Our WRN-28-10 runs (finished or partial) on top of the authors' per-epoch curves, epoch by epoch.
 
-    python scripts/make_wrn_figure.py [--runs runs] [--authors results/authors_wrn_curves.csv] [--out results]
+    python scripts/figures/make_wrn_figure.py [--runs runs] [--authors results/authors_wrn_curves.csv] [--out results]
 
 The authors' curves are the mean and min–max band over their 10 runs per setting (results/authors_wrn_curves.csv,
 from their logs). Ours: every run of experiment=cifar10_wrn28x10 / cifar100_wrn28x10 under --runs with a metrics.csv,
@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = {"cifar10_wrn28x10": "cifar10", "cifar100_wrn28x10": "cifar100"}
 TABLE_EPOCHS = [1, 2, 5, 10, 50, 100, 200]
 
@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     if not args.authors.is_file():
-        print(f"error: '{args.authors}' not found (make it with scripts/authors_wrn_curves.py)", file=sys.stderr)
+        print(f"error: '{args.authors}' not found (make it with scripts/authors/authors_wrn_curves.py)", file=sys.stderr)
         return 2
     authors, ours = load_authors(args.authors), load_ours(args.runs)
     (args.out / "figures").mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ parses them with :func:`parse_log` and writes
 Only numbers are carried over from the authors' repository; no code of theirs is used.
 
     git clone https://github.com/donlan2710/gRDA-Optimizer /some/where
-    python scripts/authors_wrn_curves.py --repo /some/where [--commit HEAD] [--out results]
-    GRDA_AUTHORS_REPO=/some/where python scripts/authors_wrn_curves.py      # the same
+    python scripts/authors/authors_wrn_curves.py --repo /some/where [--commit HEAD] [--out results]
+    GRDA_AUTHORS_REPO=/some/where python scripts/authors/authors_wrn_curves.py      # the same
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ENV = "GRDA_AUTHORS_REPO"  # where --repo defaults from: a clone (bare is fine) of the authors' repository
 AUTHORS_URL = "https://github.com/donlan2710/gRDA-Optimizer"
 WRN_DIR = "directional_pruning/Figures/appendix/train_{dataset}/wrn28x10"
@@ -287,7 +287,7 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     a = L.append
     a("# The authors' WRN-28-10 training curves (CIFAR-10, CIFAR-100)")
     a("")
-    a("`authors_wrn_curves.csv` is made by `python scripts/authors_wrn_curves.py` from the console logs that the")
+    a("`authors_wrn_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs that the")
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer. Numbers only are carried over; none of their code.")
     a("")
@@ -367,7 +367,7 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
 
 def regenerate_line(commit: str) -> str:
     return (f"Regenerate (`git clone {AUTHORS_URL}` gives a clone; --repo defaults to ${REPO_ENV}):\n"
-            f"`python scripts/authors_wrn_curves.py --repo PATH_TO_A_CLONE --commit {commit}`\n"
+            f"`python scripts/authors/authors_wrn_curves.py --repo PATH_TO_A_CLONE --commit {commit}`\n"
             "or `make authors-logs REPO=PATH_TO_A_CLONE`.")
 
 
@@ -407,7 +407,7 @@ def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame
     used = sorted(vruns["path"].unique())
     a("# The authors' VGG16 training curves (CIFAR-10)")
     a("")
-    a("`authors_vgg16_curves.csv` is made by `python scripts/authors_wrn_curves.py` from the console logs that the")
+    a("`authors_vgg16_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs that the")
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer, read from a clone of donlan2710/gRDA-Optimizer at commit")
     a(f"`{commit}` (the logs were added in 271b12aa780608646daf546cce8b6caee76e9bb3, PR #14,")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Digitise the authors' two Keras-CNN CIFAR-10 figures (test accuracy, nonzero-weight ratio) into numbers.
 
-    .venv/bin/python scripts/digitize_authors_figure.py [--reference ../shared/reference] [--out results]
+    .venv/bin/python scripts/authors/digitize_authors_figure.py [--reference ../shared/reference] [--out results]
                                                         [--no-check]
 
 Reads cifar_cnn_acc_test_multiopt.png and cifar_cnn_nonzero_weights_multiopt.png (matplotlib PNGs, legend inside
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 LINE_COLOURS = {  # matplotlib named colours the authors used
     "SGD": (64, 224, 208),  # turquoise
@@ -716,7 +716,7 @@ def write_report(readings: list[FigureReading], table: pd.DataFrame, out: Path, 
     text = ["# The authors' Keras-CNN CIFAR-10 curves, digitised", "",
             "Numbers read off the authors' two figures, `cifar_cnn_acc_test_multiopt.png` (test accuracy, 8 "
             "optimizers) and `cifar_cnn_nonzero_weights_multiopt.png` (nonzero weight ratio, 4 gRDA runs), both "
-            "3861x2773 px, by `scripts/digitize_authors_figure.py`:", "", f"    {command}", "",
+            "3861x2773 px, by `scripts/authors/digitize_authors_figure.py`:", "", f"    {command}", "",
             "Data: `authors_keras_cnn_curves.csv`, columns `figure,optimizer,epoch,value` (figure `test_acc` or "
             "`nonzero_ratio`; epoch = epochs completed), every integer epoch 1..99 where the line can be read. Odd "
             "epochs are the authors' plotted points; even epochs are read on the straight segment drawn between "
@@ -776,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     table["value"] = table["value"].round(4)
     args.out.mkdir(parents=True, exist_ok=True)
     table[["figure", "optimizer", "epoch", "value"]].to_csv(args.out / "authors_keras_cnn_curves.csv", index=False)
-    command = ".venv/bin/python scripts/digitize_authors_figure.py"
+    command = ".venv/bin/python scripts/authors/digitize_authors_figure.py"
     write_report(readings, table, args.out / "authors_keras_cnn_curves.md", command)
     print(f"wrote {len(table)} rows to {args.out / 'authors_keras_cnn_curves.csv'}")
     return 0

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """CPU inference: dense PyTorch vs the sparse runtime (src/sparse_runtime), end to end -> results/bench/sparse_inference_cpu.md
 
-    python scripts/bench_sparse_inference.py                                   # the full table (~45 min, idle machine)
-    python scripts/bench_sparse_inference.py --threads 1 --json-out a.json     # a part (e.g. one thread count) ...
-    python scripts/bench_sparse_inference.py --from-json a.json b.json         # ... and the table from parts
-    python scripts/bench_sparse_inference.py --keras-ckpt ~/grda-runs/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth
+    python scripts/bench/bench_sparse_inference.py                                   # the full table (~45 min, idle machine)
+    python scripts/bench/bench_sparse_inference.py --threads 1 --json-out a.json     # a part (e.g. one thread count) ...
+    python scripts/bench/bench_sparse_inference.py --from-json a.json b.json         # ... and the table from parts
+    python scripts/bench/bench_sparse_inference.py --keras-ckpt ~/grda-runs/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth
 
 Models: torchvision ResNet-50 (3x224x224, 1000 classes), WRN-28-10 (3x32x32, 10 classes), the Keras CNN (3x32x32,
 10 classes), each with a uniformly random fraction of every conv/linear weight set to zero (exactly that fraction
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
@@ -71,7 +71,7 @@ def portable_command(argv: List[str]) -> str:
         flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         return flag + eq + portable(value) if value.startswith(("/", "~")) else arg
 
-    return "python scripts/bench_sparse_inference.py " + " ".join(one(a) for a in argv)
+    return "python scripts/bench/bench_sparse_inference.py " + " ".join(one(a) for a in argv)
 
 
 def _ints(text: str) -> List[int]:

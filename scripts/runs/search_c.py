@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Automatic c search, as the authors advise: fix mu, find the largest c that keeps test accuracy.
 
-    python scripts/search_c.py [--experiment default] [--mu 0.51] [--c-min 1e-4] [--c-max 1e-1] [--num 7]
+    python scripts/runs/search_c.py [--experiment default] [--mu 0.51] [--c-min 1e-4] [--c-max 1e-1] [--num 7]
                                [--epochs 3] [--tolerance 1.0] [--out results/search_c] [-- HYDRA_OVERRIDES...]
 
 Runs ONE Hydra multirun (`src/train.py -m ... optim.c=0,c_1,...,c_num`) over a geometric grid of c plus
@@ -13,12 +13,11 @@ sparsity against c. Finished jobs are reused when the command is run again (same
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import matplotlib  # noqa: E402
 
@@ -26,9 +25,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from src.launch import finished_runs, read_config, read_summary, train_command  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def grid(c_min: float, c_max: float, num: int) -> list:
@@ -36,9 +36,9 @@ def grid(c_min: float, c_max: float, num: int) -> list:
 
 
 def run_sweep(args, cs: list, sweep_dir: Path) -> None:
-    cmd = [sys.executable, "src/train.py", "-m", f"experiment={args.experiment}", "optim=grda",
-           f"optim.mu={args.mu}", "optim.c=" + ",".join(f"{c:g}" for c in cs), f"trainer.epochs={args.epochs}",
-           f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false", *args.overrides]
+    cmd = train_command(f"experiment={args.experiment}", "optim=grda", f"optim.mu={args.mu}",
+                        "optim.c=" + ",".join(f"{c:g}" for c in cs), f"trainer.epochs={args.epochs}",
+                        f"hydra.sweep.dir={sweep_dir}", *args.overrides, multirun=True)
     print("running:", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=REPO)
     if proc.returncode != 0:
@@ -47,11 +47,10 @@ def run_sweep(args, cs: list, sweep_dir: Path) -> None:
 
 def read_sweep(sweep_dir: Path) -> pd.DataFrame:
     rows = []
-    for summary_path in sweep_dir.rglob("summary.json"):
-        cfg = OmegaConf.load(summary_path.parent / "config.yaml")
-        s = json.loads(summary_path.read_text())
-        rows.append({"c": float(cfg.optim.c), "test_acc": s["test_acc"], "sparsity": s["sparsity"],
-                     "epochs": s["epochs"], "run_dir": str(summary_path.parent)})
+    for run in finished_runs(sweep_dir):
+        c, s = float(read_config(run).optim.c), read_summary(run)
+        rows.append({"c": c, "test_acc": s["test_acc"], "sparsity": s["sparsity"], "epochs": s["epochs"],
+                     "run_dir": str(run)})
     return pd.DataFrame(rows).sort_values("c").reset_index(drop=True)
 
 
