@@ -287,7 +287,8 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     a = L.append
     a("# The authors' WRN-28-10 training curves (CIFAR-10, CIFAR-100)")
     a("")
-    a("`authors_wrn_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs that the")
+    a("`authors_wrn_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
+      "that the")
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer. Numbers only are carried over; none of their code.")
     a("")
@@ -324,6 +325,17 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     a("  Their printed table's column \"Epoch 1\" is array index 1, i.e. epoch 2 (their 19.11 % at \"epoch 1\" is")
     a("  epoch 2 here).")
     a("")
+    L.extend(wrn_tables(table, wrn))
+    if vgg is not None:
+        L.extend(vgg_final_section(vgg))
+    a(regenerate_line(commit))
+    return "\n".join(L) + "\n"
+
+
+def wrn_tables(table: pd.DataFrame, wrn: pd.DataFrame) -> List[str]:
+    """The WRN page's final-epoch and early-sparsity tables."""
+    L: List[str] = []
+    a = L.append
     a("## Final epoch (200), per setting")
     a("")
     a("| dataset | optimizer | mu | c | n | repeats | test acc % mean ± std (std0) | sparsity % mean ± std (std0) |")
@@ -344,25 +356,30 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     for (dataset, mu, c), _ in wrn[wrn["optimizer"] == "grda"].groupby(["dataset", "mu", "c"]):
         a(f"| {dataset} | {mu:g} | {c:g} | " + " | ".join(f"{g[(dataset, mu, c, e)]:.2f}" for e in eps) + " |")
     a("")
-    if vgg is not None:
-        a("## VGG16 on CIFAR-10 (paper appendix; used for results/paper_results.csv)")
-        a("")
-        a("Epoch 600 of `authors_vgg16_curves.csv` (files, repeats, parsing and the per-epoch curves:")
-        a("`authors_vgg16_curves.md`). Files `.../train_cifar10/vgg16/mu_<MU>_c_<C>_lr_<k>.txt`, k = repeat in")
-        a(f"{VGG_NOTEBOOK_REPEATS} as in the authors' notebook `.../vgg16/Untitled1.ipynb` (repeat 4 left out: its")
-        a("mu 0.7 run diverged to a NaN loss); the c = 0 files (mu 0.51 in the name: gRDA without its l1 term, plain")
-        a("SGD) are its \"SGD\" curve. Sparsity = 100·(1 − the log's `sparsity` column, which is the nonzero")
-        a("fraction).")
-        a("")
-        a("| optimizer | mu | c | n | repeats | last epoch | test acc % mean ± std | sparsity % mean ± std |")
-        a("|---|---|---|---|---|---|---|---|")
-        for _, r in vgg.sort_values("optimizer", ascending=False, kind="stable").iterrows():  # SGD first
-            a(f"| {r['optimizer']} | {fmt(r['mu'], 2)} | {fmt(r['c'], 4)} | {r['n']} | {r['repeats']} | "
-              f"{r['last_epoch']} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
-              f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} |")
-        a("")
-    a(regenerate_line(commit))
-    return "\n".join(L) + "\n"
+    return L
+
+
+def vgg_final_section(vgg: pd.DataFrame) -> List[str]:
+    """The WRN page's summary of the VGG16 logs' last epoch (the numbers in results/paper_results.csv)."""
+    L: List[str] = []
+    a = L.append
+    a("## VGG16 on CIFAR-10 (paper appendix; used for results/paper_results.csv)")
+    a("")
+    a("Epoch 600 of `authors_vgg16_curves.csv` (files, repeats, parsing and the per-epoch curves:")
+    a("`authors_vgg16_curves.md`). Files `.../train_cifar10/vgg16/mu_<MU>_c_<C>_lr_<k>.txt`, k = repeat in")
+    a(f"{VGG_NOTEBOOK_REPEATS} as in the authors' notebook `.../vgg16/Untitled1.ipynb` (repeat 4 left out: its")
+    a("mu 0.7 run diverged to a NaN loss); the c = 0 files (mu 0.51 in the name: gRDA without its l1 term, plain")
+    a("SGD) are its \"SGD\" curve. Sparsity = 100·(1 − the log's `sparsity` column, which is the nonzero")
+    a("fraction).")
+    a("")
+    a("| optimizer | mu | c | n | repeats | last epoch | test acc % mean ± std | sparsity % mean ± std |")
+    a("|---|---|---|---|---|---|---|---|")
+    for _, r in vgg.sort_values("optimizer", ascending=False, kind="stable").iterrows():  # SGD first
+        a(f"| {r['optimizer']} | {fmt(r['mu'], 2)} | {fmt(r['c'], 4)} | {r['n']} | {r['repeats']} | "
+          f"{r['last_epoch']} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
+          f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} |")
+    a("")
+    return L
 
 
 def regenerate_line(commit: str) -> str:
@@ -401,13 +418,46 @@ def epoch_table(curves_: pd.DataFrame, col: str, nd: int) -> List[str]:
     return out
 
 
+# The VGG page's fixed text: their runs, and the columns of authors_vgg16_curves.csv
+VGG_RUNS_AND_COLUMNS = [
+    '## Runs',
+    '',
+    '- Their `Connectivity_Projection/run_cifar10_vgg16_train.sh`: VGG16 without BatchNorm, lr 0.1, batch 128,',
+    '  600 epochs, no momentum, no weight decay, 10 repeats; lr constant to 50 % of the epochs, linear down to 1 %',
+    "  of it at 90 %, then constant. That script starts the gRDA runs of a repeat from its SGD run's",
+    '  `checkpoint-0.pt`; the logs print no resume line, so they do not show it (the committed `train.py` seeds with',
+    '  `--seed`, default 1).',
+    '- The logs are not what the committed `train.py` writes (it names them `sgd.txt` / `grda_c<C>_mu<MU>.txt` and',
+    '  prints 7 columns): they come from a variant of it that is not in the repository, which adds the 8th column',
+    '  `sparsity` and prints no optimizer. Before the table each log lists the 32 parameter tensors (weights and',
+    '  biases of the 13 conv and 3 linear layers); the fraction is presumably over all of them.',
+    '',
+    '## Columns of authors_vgg16_curves.csv',
+    '',
+    'One row per (optimizer, mu, c, lr, epoch), same columns as `authors_wrn_curves.csv`:',
+    '',
+    '- `dataset` cifar10, `model` vgg16; `optimizer` `sgd` (the c = 0 files; `mu` and `c` empty, as the SGD rows of',
+    '  `authors_wrn_curves.csv` and `paper_results.csv`) or `grda` (`mu`, `c` from the file name); `lr` the base lr',
+    '  (0.1, the lr the log prints for epoch 1); `epoch` 1..600; `n` the repeats averaged (9);',
+    '  `lr_epoch` the lr the logs print for that epoch.',
+    "- `test_acc_*`: the log's `te_acc` (%); `train_loss_*`: its `tr_loss`.",
+    "- `sparsity_*`: % of exactly-zero entries = 100·(1 − the log's `sparsity` column, which is the **nonzero",
+    '  fraction**). The fraction is printed with 4 decimals, so this has a resolution of 0.01 points. The SGD logs',
+    '  print 1.0000 every epoch: 0 % zeros.',
+    "- `_mean`, `_std` (ddof=1, sample), `_min`, `_max` over the repeats. The notebook's bands are mean ± np.std",
+    '  (ddof=0), i.e. std·sqrt(8/9).',
+    '',
+]
+
+
 def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame, commit: str) -> str:
     L: List[str] = []
     a = L.append
     used = sorted(vruns["path"].unique())
     a("# The authors' VGG16 training curves (CIFAR-10)")
     a("")
-    a("`authors_vgg16_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs that the")
+    a("`authors_vgg16_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
+      "that the")
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer, read from a clone of donlan2710/gRDA-Optimizer at commit")
     a(f"`{commit}` (the logs were added in 271b12aa780608646daf546cce8b6caee76e9bb3, PR #14,")
@@ -442,33 +492,16 @@ def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame
     a("")
     L.extend(rows)
     a("")
-    a("## Runs")
-    a("")
-    a("- Their `Connectivity_Projection/run_cifar10_vgg16_train.sh`: VGG16 without BatchNorm, lr 0.1, batch 128,")
-    a("  600 epochs, no momentum, no weight decay, 10 repeats; lr constant to 50 % of the epochs, linear down to 1 %")
-    a("  of it at 90 %, then constant. That script starts the gRDA runs of a repeat from its SGD run's")
-    a("  `checkpoint-0.pt`; the logs print no resume line, so they do not show it (the committed `train.py` seeds with")
-    a("  `--seed`, default 1).")
-    a("- The logs are not what the committed `train.py` writes (it names them `sgd.txt` / `grda_c<C>_mu<MU>.txt` and")
-    a("  prints 7 columns): they come from a variant of it that is not in the repository, which adds the 8th column")
-    a("  `sparsity` and prints no optimizer. Before the table each log lists the 32 parameter tensors (weights and")
-    a("  biases of the 13 conv and 3 linear layers); the fraction is presumably over all of them.")
-    a("")
-    a("## Columns of authors_vgg16_curves.csv")
-    a("")
-    a("One row per (optimizer, mu, c, lr, epoch), same columns as `authors_wrn_curves.csv`:")
-    a("")
-    a("- `dataset` cifar10, `model` vgg16; `optimizer` `sgd` (the c = 0 files; `mu` and `c` empty, as the SGD rows of")
-    a("  `authors_wrn_curves.csv` and `paper_results.csv`) or `grda` (`mu`, `c` from the file name); `lr` the base lr")
-    a("  (0.1, the lr the log prints for epoch 1); `epoch` 1..600; `n` the repeats averaged (9);")
-    a("  `lr_epoch` the lr the logs print for that epoch.")
-    a("- `test_acc_*`: the log's `te_acc` (%); `train_loss_*`: its `tr_loss`.")
-    a("- `sparsity_*`: % of exactly-zero entries = 100·(1 − the log's `sparsity` column, which is the **nonzero")
-    a("  fraction**). The fraction is printed with 4 decimals, so this has a resolution of 0.01 points. The SGD logs")
-    a("  print 1.0000 every epoch: 0 % zeros.")
-    a("- `_mean`, `_std` (ddof=1, sample), `_min`, `_max` over the repeats. The notebook's bands are mean ± np.std")
-    a("  (ddof=0), i.e. std·sqrt(8/9).")
-    a("")
+    L.extend(VGG_RUNS_AND_COLUMNS)
+    L.extend(vgg_epoch_tables(table))
+    a(regenerate_line(commit))
+    return "\n".join(L) + "\n"
+
+
+def vgg_epoch_tables(table: pd.DataFrame) -> List[str]:
+    """The VGG page's tables: selected epochs, and the last epoch with its spread."""
+    L: List[str] = []
+    a = L.append
     a("## Selected epochs (means over the 9 repeats)")
     for title, col, nd in (("Sparsity (% zeros)", "sparsity", 2), ("Test accuracy (%)", "test_acc", 2),
                            ("Train loss", "train_loss", 4)):
@@ -486,8 +519,7 @@ def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame
                  for c, nd in (("test_acc", 2), ("sparsity", 2), ("train_loss", 5))]
         a(f"| {setting_label(r)} | {r['n']} | " + " | ".join(cells) + " |")
     a("")
-    a(regenerate_line(commit))
-    return "\n".join(L) + "\n"
+    return L
 
 
 def settings(df: pd.DataFrame):
