@@ -255,8 +255,7 @@ def path_summary(rows: List[Dict[str, Any]], name: str) -> Dict[str, float]:
 # --------------------------------------------------------------------------------- main
 
 
-def connect(args: argparse.Namespace) -> Dict[str, Any]:
-    started = time.time()
+def check_args(args: argparse.Namespace) -> None:
     if args.points < 2:
         raise UserError(f"--points must be >= 2, got {args.points}")
     if args.curve_epochs < 0:
@@ -265,32 +264,36 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
         raise UserError(f"--lr must be > 0, got {args.lr}")
     if args.bn_samples < 1:
         raise UserError(f"--bn-samples must be >= 1, got {args.bn_samples}")
-    cfg_sgd, sd_sgd = load_run(args.sgd_ckpt)
-    cfg_grda, sd_grda = load_run(args.grda_ckpt)
-    check_same_setup(cfg_sgd, cfg_grda, args.sgd_ckpt, args.grda_ckpt)
-    device = choose_device(args.device, "--device")
-    batch_size = args.batch_size or int(cfg_sgd.get("trainer", {}).get("batch_size", 128))
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+
+
+def output_dir(args: argparse.Namespace) -> Path:
     out = Path(args.out) if args.out else Path(args.grda_ckpt).resolve().parent / "connect"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the output directory '{out}': {e.strerror or e}") from None
+    return out
 
-    data_cfg = OmegaConf.create(cfg_sgd["data"])
-    if args.data_root:
-        data_cfg.root = args.data_root
-    bundle = build_datasets(data_cfg)  # with the runs' augmentation: what the curve trains on
+
+def load_data(cfg: Mapping[str, Any], data_root: Optional[str]):
+    """The runs' data: (config, with their augmentation: what the curve trains on, without: losses and BN stats)."""
+    data_cfg = OmegaConf.create(cfg["data"])
+    if data_root:
+        data_cfg.root = data_root
+    bundle = build_datasets(data_cfg)
     plain = bundle
     if str(data_cfg.get("augment", "none")).lower() != "none":
         plain_cfg = data_cfg.copy()
         plain_cfg.augment = "none"
-        plain = build_datasets(plain_cfg)  # losses and BN statistics without augmentation
-    model_cfg = OmegaConf.create(cfg_sgd["model"])
+        plain = build_datasets(plain_cfg)
+    return data_cfg, bundle, plain
+
+
+def load_endpoints(cfg: Mapping[str, Any], runs, bundle, device: torch.device):
+    """The model (frozen: the paths are evaluated through functional_call), w0 (SGD), w1 (gRDA) and w0's buffers."""
     models = []
-    for path, sd in ((args.sgd_ckpt, sd_sgd), (args.grda_ckpt, sd_grda)):
-        m = build_model(model_cfg, bundle.num_classes, tuple(bundle.input_shape))
+    for path, sd in runs:
+        m = build_model(OmegaConf.create(cfg["model"]), bundle.num_classes, tuple(bundle.input_shape))
         load_model_weights(m, sd, path)
         models.append(m.to(device))
     model = models[0]
@@ -299,20 +302,14 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
     buffers = {n: b.detach() for n, b in models[0].named_buffers()}
     for p in model.parameters():
         p.requires_grad_(False)
+    return model, w0, w1, buffers
+
+
+def walk_paths(model, w0: Params, theta: Params, w1: Params, buffers: Params, loaders, args, device):
+    """Training loss and test accuracy at every t of the line and of the curve. ``loaders``: (train eval, test
+    eval, BN recomputation)."""
+    train_eval, test_eval, bn_loader = loaders
     bn = has_batchnorm(model)
-
-    eval_bs = int(data_cfg.get("eval_batch_size", 512))
-    train_eval = DataLoader(plain.train, batch_size=eval_bs, shuffle=False)
-    test_eval = DataLoader(plain.test, batch_size=eval_bs, shuffle=False)
-    bn_loader = DataLoader(plain.train, batch_size=batch_size, shuffle=False)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    curve_loader = DataLoader(
-        bundle.train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed + 1)
-    )
-
-    theta, history = train_curve(model, w0, w1, buffers, curve_loader, args.curve_epochs, args.lr, device, gen)
-
     ts = [i / (args.points - 1) for i in range(args.points)]  # exactly 0.0 and 1.0 at the ends
     rows = []
     for name in ("line", "curve"):
@@ -323,20 +320,44 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
             _, test_acc = evaluate(model, params, bufs, test_eval, device)
             rows.append({"path": name, "t": t, "train_loss": train_loss, "test_acc": test_acc})
         print(f"{name}: max training loss {max(r['train_loss'] for r in rows if r['path'] == name):.4f}", flush=True)
+    return rows
+
+
+def connect(args: argparse.Namespace) -> Dict[str, Any]:
+    started = time.time()
+    check_args(args)
+    cfg_sgd, sd_sgd = load_run(args.sgd_ckpt)
+    cfg_grda, sd_grda = load_run(args.grda_ckpt)
+    check_same_setup(cfg_sgd, cfg_grda, args.sgd_ckpt, args.grda_ckpt)
+    device = choose_device(args.device, "--device")
+    batch_size = args.batch_size or int(cfg_sgd.get("trainer", {}).get("batch_size", 128))
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    out = output_dir(args)
+    data_cfg, bundle, plain = load_data(cfg_sgd, args.data_root)
+    runs = ((args.sgd_ckpt, sd_sgd), (args.grda_ckpt, sd_grda))
+    model, w0, w1, buffers = load_endpoints(cfg_sgd, runs, bundle, device)
+
+    eval_bs = int(data_cfg.get("eval_batch_size", 512))
+    loaders = (DataLoader(plain.train, batch_size=eval_bs, shuffle=False),
+               DataLoader(plain.test, batch_size=eval_bs, shuffle=False),
+               DataLoader(plain.train, batch_size=batch_size, shuffle=False))
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    curve_loader = DataLoader(
+        bundle.train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed + 1)
+    )
+    theta, history = train_curve(model, w0, w1, buffers, curve_loader, args.curve_epochs, args.lr, device, gen)
+    rows = walk_paths(model, w0, theta, w1, buffers, loaders, args, device)
 
     line, curve = path_summary(rows, "line"), path_summary(rows, "curve")
     start, end = rows[0], rows[args.points - 1]
-    endpoint_max = max(start["train_loss"], end["train_loss"])
-    threshold = SAME_VALLEY_FACTOR * endpoint_max
-
-    def endpoint(row, sd):
-        totals = summarize(state_dict_sparsity(sd))
-        return {"train_loss": row["train_loss"], "test_acc": row["test_acc"], "sparsity": totals["sparsity"]}
-
+    threshold = SAME_VALLEY_FACTOR * max(start["train_loss"], end["train_loss"])
+    bn = has_batchnorm(model)
     summary = {
         "sgd_checkpoint": str(args.sgd_ckpt),
         "grda_checkpoint": str(args.grda_ckpt),
-        "model": model_cfg.get("name"),
+        "model": cfg_sgd["model"].get("name"),
         "data": data_cfg.get("name"),
         "points": args.points,
         "curve_epochs": args.curve_epochs,
@@ -354,19 +375,27 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
         "criterion": CRITERION,
         "wall_time_s": time.time() - started,
     }
+    write_outputs(rows, summary, threshold, out)
+    return summary
+
+
+def endpoint(row: Mapping[str, Any], sd: Params) -> Dict[str, float]:
+    totals = summarize(state_dict_sparsity(sd))
+    return {"train_loss": row["train_loss"], "test_acc": row["test_acc"], "sparsity": totals["sparsity"]}
+
+
+def write_outputs(rows: List[Dict[str, Any]], summary: Dict[str, Any], threshold: float, out: Path) -> None:
+    """connect.csv, connect.json and connect.png in ``out``, and one line on the console."""
     write_csv(rows, out / "connect.csv")
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out / "connect.json")
-    title = (
-        f"{summary['model']} on {summary['data']}: SGD (t=0) to gRDA (t=1, {summary['endpoints']['grda']['sparsity']:.1f}% zeros); "
-        f"curve trained {args.curve_epochs} epochs"
-    )
+    sparsity = summary["endpoints"]["grda"]["sparsity"]
+    title = (f"{summary['model']} on {summary['data']}: SGD (t=0) to gRDA (t=1, {sparsity:.1f}% zeros); "
+             f"curve trained {summary['curve_epochs']} epochs")
     plot(rows, threshold, out / "connect.png", title)
-    print(
-        f"endpoint losses sgd={start['train_loss']:.4f} grda={end['train_loss']:.4f}; max loss line={line['max_train_loss']:.4f} "
-        f"curve={curve['max_train_loss']:.4f}; same_valley={summary['same_valley']} -> {out}",
-        flush=True,
-    )
-    return summary
+    ends, line, curve = summary["endpoints"], summary["line"], summary["curve"]
+    print(f"endpoint losses sgd={ends['sgd']['train_loss']:.4f} grda={ends['grda']['train_loss']:.4f}; max loss "
+          f"line={line['max_train_loss']:.4f} curve={curve['max_train_loss']:.4f}; "
+          f"same_valley={summary['same_valley']} -> {out}", flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
