@@ -204,7 +204,7 @@ def make_imagenet_like(root: Path, n: int = 32) -> None:
                 Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.jpg")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", choices=list(SETUPS), default="keras_cnn")
     parser.add_argument("--data-root", default=None)
@@ -224,13 +224,11 @@ def main() -> int:
     args.optims = [o for o in OPTIMS if o in args.optims]  # one order, whatever the command line's
     if args.steps < 2 * args.chunk and not args.child_bare:
         parser.error(f"--steps ({args.steps}) must be at least twice --chunk ({args.chunk}): one turn warms up")
-    if args.child_bare:
-        bare_loop(args)
-        return 0
-    if args.child_interleaved:
-        interleaved_loops(args)
-        return 0
+    return args
 
+
+def measure(args) -> tuple:
+    """The separate-process rounds (medians and every run) and the interleaved in-process turns."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.setup == "resnet50" and not args.data_root:
@@ -245,8 +243,13 @@ def main() -> int:
                 run = run_harness(args, optim, tmp) if kind == "harness" else run_bare(args, optim)
                 results[(kind, optim)].append(run)
         together = run_interleaved(args)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")} for k, v in results.items()}
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")}
+           for k, v in results.items()}
+    return med, results, together
 
+
+def report(args, med: dict, results: dict, together: dict) -> str:
+    """The markdown table of the measurements."""
     cpus = len(os.sched_getaffinity(0))
     t = together
     rounds_together = args.steps // args.chunk - 1
@@ -300,7 +303,20 @@ def main() -> int:
     if "sgd_momentum" in args.optims:
         lines.append(f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, "
                      f"bare loop {extra_mb('bare'):+.0f} MB")
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    if args.child_bare:
+        bare_loop(args)
+        return 0
+    if args.child_interleaved:
+        interleaved_loops(args)
+        return 0
+
+    med, results, together = measure(args)
+    text = report(args, med, results, together)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
