@@ -4,6 +4,7 @@ launcher of scripts/runs/ and every table of scripts/figures/ does both."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def launch(*overrides: str, run_dir: Optional[Path] = None, log: Optional[Path] 
            capture: bool = False) -> subprocess.CompletedProcess:
     """Run src/train.py from the repository root and wait: its output appended to ``log``, captured, or shown."""
     cmd = train_command(*overrides, run_dir=run_dir)
-    preexec = (lambda: __import__("os").nice(nice)) if nice else None
+    preexec = (lambda: os.nice(nice)) if nice else None
     if log is None:
         return subprocess.run(cmd, cwd=REPO, capture_output=capture, text=True, preexec_fn=preexec)
     with open(log, "a") as out:
