@@ -12,7 +12,7 @@ SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
 
-.PHONY: setup setup-dev docs train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 # what training needs: the grda package and the harness
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
@@ -58,7 +58,11 @@ test-keras-tf: $(VENV_TF)/.installed  ## tests/test_grda_keras.py on TensorFlow 
 	KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 $(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider \
 		tests/test_grda_keras.py
 
-test: $(DEV) test-keras-tf  ## the whole suite, slow end-to-end tests included (two workers)
+lint: $(DEV)  ## ruff: the checks and the formatting (pyproject.toml [tool.ruff]); make test runs it first
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(DEV) lint test-keras-tf  ## the whole suite, slow end-to-end tests included (two workers)
 	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 test-fast: $(DEV)  ## unit and in-process tests only (no training subprocesses): the quick loop while editing

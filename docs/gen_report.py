@@ -32,8 +32,10 @@ from src.results import comparison_table  # noqa: E402
 
 TARGETS = Path(__file__).with_name("report_targets.csv")
 REPRODUCED, PARTIAL, NOT_RUN = "reproduced", "partial", "not run here"
-BADGE = {status: f'<span class="status {css}">{status}</span>'  # styled by docs/assets/extra.css
-         for status, css in ((REPRODUCED, "reproduced"), (PARTIAL, "partial"), (NOT_RUN, "not-run"))}
+BADGE = {
+    status: f'<span class="status {css}">{status}</span>'  # styled by docs/assets/extra.css
+    for status, css in ((REPRODUCED, "reproduced"), (PARTIAL, "partial"), (NOT_RUN, "not-run"))
+}
 NO_RUNS = Path("/nonexistent-runs")  # comparison_table reads no runs from here: the paper rows, all "not run"
 
 
@@ -58,14 +60,33 @@ class Experiment:
 
 EXPERIMENTS = (
     Experiment("imagenet_resnet50", "resnet50-imagenet", "ResNet-50 on ImageNet", "table", "imagenet_table.csv"),
-    Experiment("cifar100_wrn28x10", "wrn28x10-cifar100", "WRN-28-10 on CIFAR-100", "table", "cifar_table.csv",
-               ("wrn_curves_cifar100.png",)),
-    Experiment("cifar10_wrn28x10", "wrn28x10-cifar10", "WRN-28-10 on CIFAR-10", "table", "cifar_table.csv",
-               ("wrn_curves_cifar10.png",)),
-    Experiment("cifar10_vgg16", "vgg16-cifar10", "VGG16 on CIFAR-10", "vgg16", "cifar_table.csv",
-               ("vgg16_curves.png",)),
-    Experiment("cifar10_keras_cnn", "keras-cnn-cifar10", "The Keras CNN figure (CIFAR-10)", "keras", "",
-               ("cifar10_keras_cnn_acc_test.png", "cifar10_keras_cnn_nonzero_weights.png")),
+    Experiment(
+        "cifar100_wrn28x10",
+        "wrn28x10-cifar100",
+        "WRN-28-10 on CIFAR-100",
+        "table",
+        "cifar_table.csv",
+        ("wrn_curves_cifar100.png",),
+    ),
+    Experiment(
+        "cifar10_wrn28x10",
+        "wrn28x10-cifar10",
+        "WRN-28-10 on CIFAR-10",
+        "table",
+        "cifar_table.csv",
+        ("wrn_curves_cifar10.png",),
+    ),
+    Experiment(
+        "cifar10_vgg16", "vgg16-cifar10", "VGG16 on CIFAR-10", "vgg16", "cifar_table.csv", ("vgg16_curves.png",)
+    ),
+    Experiment(
+        "cifar10_keras_cnn",
+        "keras-cnn-cifar10",
+        "The Keras CNN figure (CIFAR-10)",
+        "keras",
+        "",
+        ("cifar10_keras_cnn_acc_test.png", "cifar10_keras_cnn_nonzero_weights.png"),
+    ),
     Experiment("mnist_lenet5", "lenet5-mnist", "LeNet-5 on MNIST", "table"),
 )
 
@@ -100,8 +121,12 @@ def fmt_g(value) -> str:
 def md_table(header: List[str], rows: List[List[str]], align: str = "") -> List[str]:
     align = align or "l" * len(header)
     marks = ["---:" if a == "r" else "---" for a in align]
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |",
-            *("| " + " | ".join(r) + " |" for r in rows), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(marks) + " |",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
 
 
 def code_block(command: str, lang: str = "bash") -> List[str]:
@@ -138,9 +163,11 @@ def targets_text(key: str) -> List[str]:
     lines = ["Targets (`docs/report_targets.csv`):", ""]
     for metric, row in targets(key).iterrows():
         tol = "inside the authors' min–max band" if row["tolerance"] == "band" else f"within ±{row['tolerance']}"
-        where = {"final": "at the authors' last epoch", "table": "at every epoch of the table",
-                 "every": "at every epoch"}.get(row["epochs"], f"at epochs {', '.join(row['epochs'].split())} "
-                                                "(where reached)")
+        where = {
+            "final": "at the authors' last epoch",
+            "table": "at every epoch of the table",
+            "every": "at every epoch",
+        }.get(row["epochs"], f"at epochs {', '.join(row['epochs'].split())} (where reached)")
         lines.append(f"- {metric}: {tol} {where} ({row['source']})")
     return lines + [""]
 
@@ -170,14 +197,38 @@ def final_status(exp: Experiment, table: pd.DataFrame) -> str:
 
 
 def final_rows(table: pd.DataFrame) -> List[str]:
-    header = ["optimizer", "lr schedule", "c", "mu", "epoch", "theirs: top-1 %", "sparsity %", "ours: top-1 %",
-              "sparsity %", "Δ top-1", "Δ sparsity", "runs"]
+    header = [
+        "optimizer",
+        "lr schedule",
+        "c",
+        "mu",
+        "epoch",
+        "theirs: top-1 %",
+        "sparsity %",
+        "ours: top-1 %",
+        "sparsity %",
+        "Δ top-1",
+        "Δ sparsity",
+        "runs",
+    ]
     rows = []
     for _, r in table.iterrows():
-        rows.append([r["optimizer"], r["lr schedule"], fmt_g(r["c"]), fmt_g(r["mu"]), fmt_g(r["paper epoch"]),
-                     fmt(r["paper top-1 %"]), fmt(r["paper sparsity %"]), fmt(r.get("top-1 %")),
-                     fmt(r.get("sparsity %")), fmt(r.get("Δ top-1"), sign=True), fmt(r.get("Δ sparsity"), sign=True),
-                     fmt(r["runs"], 0)])
+        rows.append(
+            [
+                r["optimizer"],
+                r["lr schedule"],
+                fmt_g(r["c"]),
+                fmt_g(r["mu"]),
+                fmt_g(r["paper epoch"]),
+                fmt(r["paper top-1 %"]),
+                fmt(r["paper sparsity %"]),
+                fmt(r.get("top-1 %")),
+                fmt(r.get("sparsity %")),
+                fmt(r.get("Δ top-1"), sign=True),
+                fmt(r.get("Δ sparsity"), sign=True),
+                fmt(r["runs"], 0),
+            ]
+        )
     return md_table(header, rows, "lllllrrrrrrr")
 
 
@@ -193,8 +244,11 @@ def launch_rows(table: pd.DataFrame, intro: str = "Each setting not run yet") ->
     missing = table[table["status"] == "not run"]
     if missing.empty:
         return ["Every setting of this experiment has a finished run.", ""]
-    lines = [f"{intro}, on one node (`torchrun`) and as a SLURM job (Hydra's submitit launcher); replace `PATH` "
-             "with the dataset's folder. Running the same command again resumes the run.", ""]
+    lines = [
+        f"{intro}, on one node (`torchrun`) and as a SLURM job (Hydra's submitit launcher); replace `PATH` "
+        "with the dataset's folder. Running the same command again resumes the run.",
+        "",
+    ]
     for _, r in missing.iterrows():
         name = setting_name(r)
         lines += [f"**{name}** ({r['lr schedule']} lr schedule, {fmt_g(r['paper epoch'])} epochs):", ""]
@@ -209,8 +263,10 @@ def sources(results: Path, key: str) -> List[str]:
     for _, r in paper[paper["experiment"].isin([key, f"{key}_readme"])].iterrows():
         setting = setting_name(r)
         sourced = "" if str(r["sourced"]).lower() == "true" else " **Not found in the authors' repository.**"
-        lines.append(f"- **{setting}**, epoch {fmt_g(r['epoch'])}: {r['source']} — `{r['source_file']}` at "
-                     f"`{str(r['source_commit'])[:7]}`.{sourced} {r['note'] if pd.notna(r['note']) else ''}")
+        lines.append(
+            f"- **{setting}**, epoch {fmt_g(r['epoch'])}: {r['source']} — `{r['source_file']}` at "
+            f"`{str(r['source_commit'])[:7]}`.{sourced} {r['note'] if pd.notna(r['note']) else ''}"
+        )
     return lines + [""]
 
 
@@ -220,8 +276,12 @@ def readme_headline(results: Path, key: str) -> List[str]:
     if rows.empty:
         return []
     body = [[r["optimizer"], fmt(r["test_acc"]), fmt(r["sparsity"])] for _, r in rows.iterrows()]
-    return ["The authors' README states one more pair (its own row in results/paper_results.csv, not mixed with "
-            "the 10-run means above):", "", *md_table(["optimizer", "top-1 %", "sparsity %"], body, "lrr")]
+    return [
+        "The authors' README states one more pair (its own row in results/paper_results.csv, not mixed with "
+        "the 10-run means above):",
+        "",
+        *md_table(["optimizer", "top-1 %", "sparsity %"], body, "lrr"),
+    ]
 
 
 # ---------------------------------------------------------------- figures
@@ -237,7 +297,7 @@ def committed_figures(results: Path, exp: Experiment) -> Dict[str, bytes]:
 
 
 def authors_wrn_figure(results: Path, exp: Experiment) -> Dict[str, bytes]:
-    """The authors' WRN curves alone, drawn by scripts/figures/make_wrn_figure.py, where no committed figure exists yet."""
+    """The authors' WRN curves alone (scripts/figures/make_wrn_figure.py), where no committed figure exists yet."""
     make_wrn_figure = script("make_wrn_figure")
     authors = make_wrn_figure.load_authors(results / "authors_wrn_curves.csv")
     dataset = make_wrn_figure.EXPERIMENTS[exp.key]
@@ -262,23 +322,52 @@ def table_page(results: Path, exp: Experiment) -> Page:
     figures, drawn = committed_figures(results, exp), False
     if not figures and exp.key.endswith("wrn28x10"):
         figures, drawn = authors_wrn_figure(results, exp), True
-    ours = (f"`make {exp.table.split('_')[0]}-table` collects the finished runs in `runs/` into `results/{exp.table}`."
-            if exp.table else "No table script collects this experiment's runs yet.")
-    body = ["## Ours vs theirs", "", f"At the authors' last epoch. {ours}", "", *final_rows(table),
-            *targets_text(exp.key), *readme_headline(results, exp.key), "## Curves", ""]
+    ours = (
+        f"`make {exp.table.split('_')[0]}-table` collects the finished runs in `runs/` into `results/{exp.table}`."
+        if exp.table
+        else "No table script collects this experiment's runs yet."
+    )
+    body = [
+        "## Ours vs theirs",
+        "",
+        f"At the authors' last epoch. {ours}",
+        "",
+        *final_rows(table),
+        *targets_text(exp.key),
+        *readme_headline(results, exp.key),
+        "## Curves",
+        "",
+    ]
     if drawn:
-        body += ["No run of ours yet: the authors' curves alone, their mean dashed and the band between their best "
-                 "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/figures/make_wrn_figure.py`).", ""]
+        body += [
+            "No run of ours yet: the authors' curves alone, their mean dashed and the band between their best "
+            "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/figures/make_wrn_figure.py`).",
+            "",
+        ]
     elif figures:
-        body += ["Solid: ours; dashed: the authors' mean, with the band between their best and worst run "
-                 "(`make cifar-figure`, from `results/authors_wrn_curves.csv` and our runs).", ""]
+        body += [
+            "Solid: ours; dashed: the authors' mean, with the band between their best and worst run "
+            "(`make cifar-figure`, from `results/authors_wrn_curves.csv` and our runs).",
+            "",
+        ]
     else:
-        body += ["The authors' per-epoch logs of this experiment are not in their repository, and no run of ours "
-                 "has finished: no curves to show.", ""]
-    body += [*figure_lines(figures, f"{exp.title}: test accuracy and zeros per epoch"), "## Run it", "",
-             *launch_rows(table), *sources(results, exp.key)]
-    summary = {NOT_RUN: "none of the paper's settings has a finished run yet", PARTIAL: "some settings run",
-               REPRODUCED: "every setting run, within the targets"}[status]
+        body += [
+            "The authors' per-epoch logs of this experiment are not in their repository, and no run of ours "
+            "has finished: no curves to show.",
+            "",
+        ]
+    body += [
+        *figure_lines(figures, f"{exp.title}: test accuracy and zeros per epoch"),
+        "## Run it",
+        "",
+        *launch_rows(table),
+        *sources(results, exp.key),
+    ]
+    summary = {
+        NOT_RUN: "none of the paper's settings has a finished run yet",
+        PARTIAL: "some settings run",
+        REPRODUCED: "every setting run, within the targets",
+    }[status]
     return Page(exp, status, summary, body, figures)
 
 
@@ -299,9 +388,19 @@ def keras_table(rows: pd.DataFrame) -> List[str]:
     header = ["epoch", "test acc ours", "theirs", "Δ", "nonzero ratio ours", "theirs", "Δ", "targets"]
     tables = {}
     for name, group in rows.groupby("optimizer", sort=False):
-        body = [[fmt_g(r["epoch"]), fmt(r["test_acc ours"], 4), fmt(r["test_acc authors"], 4),
-                 fmt(r["test_acc Δ"], 4, True), fmt(r["nonzero_ratio ours"], 4), fmt(r["nonzero_ratio authors"], 4),
-                 fmt(r["nonzero_ratio Δ"], 4, True), "✓" if r["ok"] else "✗"] for _, r in group.iterrows()]
+        body = [
+            [
+                fmt_g(r["epoch"]),
+                fmt(r["test_acc ours"], 4),
+                fmt(r["test_acc authors"], 4),
+                fmt(r["test_acc Δ"], 4, True),
+                fmt(r["nonzero_ratio ours"], 4),
+                fmt(r["nonzero_ratio authors"], 4),
+                fmt(r["nonzero_ratio Δ"], 4, True),
+                "✓" if r["ok"] else "✗",
+            ]
+            for _, r in group.iterrows()
+        ]
         tables[name] = md_table(header, body, "rrrrrrrl")
     return tabbed(tables)
 
@@ -310,10 +409,14 @@ def keras_verdicts(checked: pd.DataFrame, ours: pd.DataFrame, last_epoch: int) -
     verdicts = {}
     for name, rows in checked.groupby("optimizer", sort=False):
         reached = int(ours.loc[ours["optimizer"] == name, "epoch"].max())
-        misses = [f"{m} at epochs {', '.join(fmt_g(e) for e in rows.loc[~rows[flag], 'epoch'])}"
-                  for m, flag in (("test accuracy", "acc_ok"), ("nonzero ratio", "nz_ok")) if not rows[flag].all()]
-        verdicts[name] = (f"**{name}**: epochs 1–{reached} of the figure's 1–{last_epoch}; "
-                          + ("within the targets" if not misses else "outside: " + "; ".join(misses)))
+        misses = [
+            f"{m} at epochs {', '.join(fmt_g(e) for e in rows.loc[~rows[flag], 'epoch'])}"
+            for m, flag in (("test accuracy", "acc_ok"), ("nonzero ratio", "nz_ok"))
+            if not rows[flag].all()
+        ]
+        verdicts[name] = f"**{name}**: epochs 1–{reached} of the figure's 1–{last_epoch}; " + (
+            "within the targets" if not misses else "outside: " + "; ".join(misses)
+        )
     return verdicts
 
 
@@ -329,22 +432,44 @@ def keras_page(results: Path, exp: Experiment) -> Page:
     verdicts = keras_verdicts(figure, ours, last_epoch)
     done = bool(figure["ok"].all()) and all(ours.groupby("optimizer")["epoch"].max() >= last_epoch)
     status = REPRODUCED if done else PARTIAL
-    body = ["## Where it stands", "", *(f"- {v}" for v in verdicts.values()), "", *targets_text(exp.key),
-            "## Curves", "", "Solid: ours; dashed: the authors' figure, digitised (`make cifar10-figure`).", "",
-            *figure_lines(committed_figures(results, exp), "Keras CNN on CIFAR-10: ours over the authors' figure"),
-            "## Ours vs theirs", "", "From `results/cifar10_keras_cnn_table.csv`; the authors' values read off their "
-            "figure (`results/authors_keras_cnn_curves.csv`).", "", *keras_table(figure),
-            "### More runs", "", "(weights): the accumulator starting at the weights, the paper's rule, against the "
-            "same curves of the authors (their figure's optimizer started it at U(−0.1, 0.1)); (seed N): another "
-            "draw of the same optimizer.", "", *keras_table(checked[~checked.index.isin(figure.index)]),
-            "## Run the rest", "", "All the figure's optimizers, resumable (`EPOCHS`, `RUNS`, `PARALLEL` in the "
-            "Makefile), then the CSVs and figures of this page:", "",
-            *code_block("make cifar10-runs\nmake cifar10-curves cifar10-figure"),
-            *launch_rows(comparison_table([exp.key], NO_RUNS), "Or one optimizer of the figure on its own")]
+    body = [
+        "## Where it stands",
+        "",
+        *(f"- {v}" for v in verdicts.values()),
+        "",
+        *targets_text(exp.key),
+        "## Curves",
+        "",
+        "Solid: ours; dashed: the authors' figure, digitised (`make cifar10-figure`).",
+        "",
+        *figure_lines(committed_figures(results, exp), "Keras CNN on CIFAR-10: ours over the authors' figure"),
+        "## Ours vs theirs",
+        "",
+        "From `results/cifar10_keras_cnn_table.csv`; the authors' values read off their "
+        "figure (`results/authors_keras_cnn_curves.csv`).",
+        "",
+        *keras_table(figure),
+        "### More runs",
+        "",
+        "(weights): the accumulator starting at the weights, the paper's rule, against the "
+        "same curves of the authors (their figure's optimizer started it at U(−0.1, 0.1)); (seed N): another "
+        "draw of the same optimizer.",
+        "",
+        *keras_table(checked[~checked.index.isin(figure.index)]),
+        "## Run the rest",
+        "",
+        "All the figure's optimizers, resumable (`EPOCHS`, `RUNS`, `PARALLEL` in the "
+        "Makefile), then the CSVs and figures of this page:",
+        "",
+        *code_block("make cifar10-runs\nmake cifar10-curves cifar10-figure"),
+        *launch_rows(comparison_table([exp.key], NO_RUNS), "Or one optimizer of the figure on its own"),
+    ]
     reached = int(ours["epoch"].max())
-    summary = f"epochs 1–{reached} of the figure's 1–{last_epoch}; " + ("within the targets" if figure["ok"].all() else
-                                                          "outside the targets: " + ", ".join(
-                                                              figure.loc[~figure["ok"], "optimizer"].unique()))
+    summary = f"epochs 1–{reached} of the figure's 1–{last_epoch}; " + (
+        "within the targets"
+        if figure["ok"].all()
+        else "outside the targets: " + ", ".join(figure.loc[~figure["ok"], "optimizer"].unique())
+    )
     return Page(exp, status, summary, body, committed_figures(results, exp))
 
 
@@ -381,8 +506,11 @@ def vgg16_table(shown: pd.DataFrame) -> List[str]:
         for _, r in group.iterrows():
             cells = [fmt_g(r["epoch"])]
             for m, _, d in VGG_METRICS:
-                cells += [fmt(r[m], d), f"{fmt(r[f'{m}_mean'], d)} [{fmt(r[f'{m}_min'], d)}, "
-                          f"{fmt(r[f'{m}_max'], d)}]", fmt(r.get(f"{m}_delta"), d, True)]
+                cells += [
+                    fmt(r[m], d),
+                    f"{fmt(r[f'{m}_mean'], d)} [{fmt(r[f'{m}_min'], d)}, {fmt(r[f'{m}_max'], d)}]",
+                    fmt(r.get(f"{m}_delta"), d, True),
+                ]
             rows.append(cells + ["✓" if r["zeros_ok"] and r["band_ok"] else "✗"])
         tables[name] = md_table(header + ["targets"], rows, align + "l")
     return tabbed(tables)
@@ -393,11 +521,15 @@ def vgg16_verdicts(both: pd.DataFrame, last_epoch: int) -> List[str]:
     for name, run in both.groupby("optimizer", sort=False):
         zeros_out = run.loc[~run["zeros_ok"], "epoch"]
         band_out = run.loc[~run["band_ok"], "epoch"]
-        parts = [f"**{name}**: epochs 1–{fmt_g(run['epoch'].max())} of {last_epoch}",
-                 "% zeros within the target at every epoch" if zeros_out.empty else
-                 "% zeros outside the target at epochs " + ", ".join(map(fmt_g, zeros_out)),
-                 "train loss and test accuracy inside the authors' band at the table's epochs" if band_out.empty else
-                 "outside the authors' band at epochs " + ", ".join(map(fmt_g, band_out))]
+        parts = [
+            f"**{name}**: epochs 1–{fmt_g(run['epoch'].max())} of {last_epoch}",
+            "% zeros within the target at every epoch"
+            if zeros_out.empty
+            else "% zeros outside the target at epochs " + ", ".join(map(fmt_g, zeros_out)),
+            "train loss and test accuracy inside the authors' band at the table's epochs"
+            if band_out.empty
+            else "outside the authors' band at epochs " + ", ".join(map(fmt_g, band_out)),
+        ]
         lines.append("- " + "; ".join(parts))
     return lines + [""]
 
@@ -416,24 +548,41 @@ def vgg16_page(results: Path, exp: Experiment) -> Page:
     final = final_table(results, exp)
     last_epoch = int(final["paper epoch"].max())
     head = ["## The authors' final numbers", "", *final_rows(final), *targets_text(exp.key)]
-    runs = ["## Run it", "", "The first epochs of the authors' three runs that this report follows (SGD, gRDA mu "
-            "0.51 and mu 0.7; `VGG_EPOCHS`, `RUNS`, `DATA` in the Makefile), then this page's CSV and figure:", "",
-            *code_block("make cifar10-vgg16-runs\nmake cifar10-vgg16-curves cifar-figure"), *launch_rows(final),
-            *sources(results, exp.key)]
+    runs = [
+        "## Run it",
+        "",
+        "The first epochs of the authors' three runs that this report follows (SGD, gRDA mu "
+        "0.51 and mu 0.7; `VGG_EPOCHS`, `RUNS`, `DATA` in the Makefile), then this page's CSV and figure:",
+        "",
+        *code_block("make cifar10-vgg16-runs\nmake cifar10-vgg16-curves cifar-figure"),
+        *launch_rows(final),
+        *sources(results, exp.key),
+    ]
     if not (results / "cifar10_vgg16_curves.csv").is_file():
         return Page(exp, NOT_RUN, "no run yet (`results/cifar10_vgg16_curves.csv` is not there)", head + runs)
     ours, authors, both, shown = vgg16_curves(results, exp.key)
     figures = vgg16_figure(results, exp, ours, authors)
     curves_ok = bool((both["zeros_ok"] & both["band_ok"]).all())
     status = REPRODUCED if curves_ok and final_status(exp, final) == REPRODUCED else PARTIAL
-    body = ["## Where it stands", "", *vgg16_verdicts(both, last_epoch), "## Curves", "",
-            "Ours solid, the authors' mean dashed, the band between their best and worst of 9 runs shaded.", "",
-            *figure_lines(figures, "VGG16 on CIFAR-10: ours over the authors' 9 runs"), "## Ours vs theirs, epoch by "
-            "epoch", "", "Δ = ours − their mean, from `results/cifar10_vgg16_table.csv` (`make cifar-figure`).", "",
-            *vgg16_table(shown)]
+    body = [
+        "## Where it stands",
+        "",
+        *vgg16_verdicts(both, last_epoch),
+        "## Curves",
+        "",
+        "Ours solid, the authors' mean dashed, the band between their best and worst of 9 runs shaded.",
+        "",
+        *figure_lines(figures, "VGG16 on CIFAR-10: ours over the authors' 9 runs"),
+        "## Ours vs theirs, epoch by epoch",
+        "",
+        "Δ = ours − their mean, from `results/cifar10_vgg16_table.csv` (`make cifar-figure`).",
+        "",
+        *vgg16_table(shown),
+    ]
     reached = fmt_g(ours["epoch"].max())
-    summary = f"epochs 1–{reached} of {last_epoch}; " + ("within the targets so far" if curves_ok else
-                                                          "outside the targets at some epochs")
+    summary = f"epochs 1–{reached} of {last_epoch}; " + (
+        "within the targets so far" if curves_ok else "outside the targets at some epochs"
+    )
     return Page(exp, status, summary, body + head + runs, figures)
 
 
@@ -445,23 +594,37 @@ MAKERS = {"table": table_page, "keras": keras_page, "vgg16": vgg16_page}
 
 def page_markdown(page: Page) -> str:
     exp = page.experiment
-    head = ["---", "hide: [toc]  # the tables need the width", "---", "",
-            f"# {exp.title}", "", f"**Status: {BADGE[page.status]}** — {page.summary}.", "",
-            f"Preset: `experiment={exp.key}` (`configs/experiment/{exp.key}.yaml`). This page is generated from "
-            "`results/*.csv` by `docs/gen_report.py` at every `make docs`.", ""]
+    head = [
+        "---",
+        "hide: [toc]  # the tables need the width",
+        "---",
+        "",
+        f"# {exp.title}",
+        "",
+        f"**Status: {BADGE[page.status]}** — {page.summary}.",
+        "",
+        f"Preset: `experiment={exp.key}` (`configs/experiment/{exp.key}.yaml`). This page is generated from "
+        "`results/*.csv` by `docs/gen_report.py` at every `make docs`.",
+        "",
+    ]
     return "\n".join(head + page.body) + "\n"
 
 
 def summary_markdown(pages: List[Page]) -> str:
     rows = [[f"[{p.experiment.title}]({p.experiment.slug}.md)", BADGE[p.status], p.summary] for p in pages]
-    lines = ["# Reproduction report", "",
-             "Where the reproduction of the paper's experiments stands, generated at every `make docs` from the "
-             "committed CSVs in `results/` (the authors' numbers and curves, and ours). **reproduced**: every "
-             "setting run to the authors' last epoch and within the targets; **partial**: some of it run, or "
-             "outside a target; **not run here**: no run yet (each page gives the commands).", "",
-             *md_table(["experiment", "status", "where it stands"], rows),
-             "The targets, per experiment: `docs/report_targets.csv`. The authors' numbers, each with the file and "
-             "commit of their repository it comes from: `results/paper_results.csv`.", ""]
+    lines = [
+        "# Reproduction report",
+        "",
+        "Where the reproduction of the paper's experiments stands, generated at every `make docs` from the "
+        "committed CSVs in `results/` (the authors' numbers and curves, and ours). **reproduced**: every "
+        "setting run to the authors' last epoch and within the targets; **partial**: some of it run, or "
+        "outside a target; **not run here**: no run yet (each page gives the commands).",
+        "",
+        *md_table(["experiment", "status", "where it stands"], rows),
+        "The targets, per experiment: `docs/report_targets.csv`. The authors' numbers, each with the file and "
+        "commit of their repository it comes from: `results/paper_results.csv`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ def section_of(lines: list, title: str, path: str) -> list:
     if not starts:
         raise ValueError(f"{path} has no section '{title}' (included by the docs)")
     end = next((j for j in range(starts[0] + 1, len(lines)) if lines[j].startswith("#")), len(lines))
-    return lines[starts[0] + 1:end]
+    return lines[starts[0] + 1 : end]
 
 
 def included(path: str, section: str, indent: str) -> str:

@@ -113,12 +113,15 @@ def extract_state_dict(obj: Any, path: str | os.PathLike = "checkpoint") -> Dict
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(
-            f"'{path}' holds no model weights: expected a state_dict, {{'model': state_dict}} or {{'state_dict': state_dict}}"
+            f"'{path}' holds no model weights: expected a state_dict, "
+            "{'model': state_dict} or {'state_dict': state_dict}"
         )
     return {clean_name(k): v for k, v in obj.items()}
 
 
-def load_model_weights(model: nn.Module, state_dict: Mapping[str, Tensor], path: str | os.PathLike = "checkpoint") -> None:
+def load_model_weights(
+    model: nn.Module, state_dict: Mapping[str, Tensor], path: str | os.PathLike = "checkpoint"
+) -> None:
     """Load weights strictly; a mismatch names the first missing/unexpected key or shape."""
     target = model.module if hasattr(model, "module") else model
     target = getattr(target, "_orig_mod", target)
@@ -133,7 +136,9 @@ def load_model_weights(model: nn.Module, state_dict: Mapping[str, Tensor], path:
             )
     unexpected = [k for k in state_dict if k not in expected]
     if unexpected:
-        raise CheckpointError(f"'{path}' does not fit this model: unexpected key '{unexpected[0]}' (is it from another model?)")
+        raise CheckpointError(
+            f"'{path}' does not fit this model: unexpected key '{unexpected[0]}' (is it from another model?)"
+        )
     target.load_state_dict(state_dict, strict=True)
 
 
@@ -168,8 +173,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def training_checkpoint(model: nn.Module, optimizer, scheduler, pruner, state: TrainingState,
-                        config: Dict[str, Any], wall_time_s: float) -> Dict[str, Any]:
+def training_checkpoint(
+    model: nn.Module, optimizer, scheduler, pruner, state: TrainingState, config: Dict[str, Any], wall_time_s: float
+) -> Dict[str, Any]:
     """The dict saved after an epoch: everything a resumed run needs to continue bit-identically."""
     return {
         "model": model.state_dict(),
@@ -186,8 +192,9 @@ def training_checkpoint(model: nn.Module, optimizer, scheduler, pruner, state: T
     }
 
 
-def restore_training(ckpt: Mapping[str, Any], model: nn.Module, optimizer, scheduler, pruner,
-                     path: str | os.PathLike) -> TrainingState:
+def restore_training(
+    ckpt: Mapping[str, Any], model: nn.Module, optimizer, scheduler, pruner, path: str | os.PathLike
+) -> TrainingState:
     """Load a training checkpoint's states into the run's objects; the run continues from the returned state."""
     load_model_weights(model, ckpt["model"], path)
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -196,7 +203,9 @@ def restore_training(ckpt: Mapping[str, Any], model: nn.Module, optimizer, sched
         pruner.load_state_dict(ckpt["pruner"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     return TrainingState(
-        epoch=ckpt["epoch"], global_step=ckpt["global_step"], history=list(ckpt["history"]),
+        epoch=ckpt["epoch"],
+        global_step=ckpt["global_step"],
+        history=list(ckpt["history"]),
         wall_time_s=float(ckpt.get("wall_time_s", 0.0)),
         initial_weights_sha256=ckpt.get("initial_weights_sha256", "unknown (saved by an older version)"),
     )

@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 
 from grda import defaults as grda_defaults
 
-
 # Keys that may differ between a run and its resumption without changing what it computes. They are also left out
 # of the run directory's name (configs/train.yaml reads this list through the ${runtime_keys:} resolver).
 RUNTIME_KEYS = (

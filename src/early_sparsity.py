@@ -91,32 +91,136 @@ class Reference:
 # Mean % zeros over the authors' runs (1 - printed nonzeros / total after each epoch), computed from their logs.
 # WRN: 10 runs each (4 for CIFAR-10 mu 0.4), all seed 1, so they agree to +-0.01 points. VGG: 12 runs.
 BUILTIN_REFERENCES: Tuple[Reference, ...] = (
-    Reference("wrn", "cifar100", 0.1, 0.001, 0.501, 128,
-              {1: 13.53, 2: 19.11, 3: 23.37, 4: 26.96, 5: 30.10, 10: 42.08}, _WRN_LOGS.format(ds="cifar100", mu=0.501)),
-    Reference("wrn", "cifar100", 0.1, 0.001, 0.55, 128,
-              {1: 16.19, 2: 23.65, 3: 29.51, 4: 34.51, 5: 38.94, 10: 55.44}, _WRN_LOGS.format(ds="cifar100", mu=0.55)),
-    Reference("wrn", "cifar100", 0.1, 0.001, 0.6, 128,
-              {1: 19.44, 2: 29.41, 3: 37.43, 4: 44.39, 5: 50.57, 10: 70.36}, _WRN_LOGS.format(ds="cifar100", mu=0.6)),
-    Reference("wrn", "cifar100", 0.1, 0.001, 0.65, 128,
-              {1: 23.35, 2: 36.55, 3: 47.46, 4: 56.97, 5: 64.99, 10: 82.09}, _WRN_LOGS.format(ds="cifar100", mu=0.65)),
-    Reference("wrn", "cifar10", 0.1, 0.001, 0.4, 128,
-              {1: 9.36, 2: 12.33, 3: 14.49, 4: 16.24, 5: 17.74, 10: 23.33}, _WRN_LOGS.format(ds="cifar10", mu=0.4)),
-    Reference("wrn", "cifar10", 0.1, 0.001, 0.501, 128,
-              {1: 13.54, 2: 19.14, 3: 23.43, 4: 27.03, 5: 30.20, 10: 42.56}, _WRN_LOGS.format(ds="cifar10", mu=0.501)),
-    Reference("wrn", "cifar10", 0.1, 0.001, 0.55, 128,
-              {1: 16.20, 2: 23.69, 3: 29.57, 4: 34.61, 5: 39.09, 10: 56.77}, _WRN_LOGS.format(ds="cifar10", mu=0.55)),
-    Reference("wrn", "cifar10", 0.1, 0.001, 0.6, 128,
-              {1: 19.46, 2: 29.45, 3: 37.51, 4: 44.53, 5: 50.83, 10: 74.16}, _WRN_LOGS.format(ds="cifar10", mu=0.6)),
-    Reference("wrn", "cifar10", 0.1, 0.001, 0.65, 128,
-              {1: 23.37, 2: 36.61, 3: 47.58, 4: 57.25, 5: 65.88, 10: 86.77}, _WRN_LOGS.format(ds="cifar10", mu=0.65)),
-    Reference("vgg16", "cifar10", 0.1, 0.0005, 0.4, 128,
-              {1: 2.49, 2: 3.29, 3: 3.86, 5: 4.72, 10: 6.19}, _VGG_LOGS.format(mu=0.4)),
-    Reference("vgg16", "cifar10", 0.1, 0.0005, 0.51, 128,
-              {1: 3.73, 2: 5.31, 3: 6.52, 5: 8.43, 10: 11.91}, _VGG_LOGS.format(mu=0.51)),
-    Reference("vgg16", "cifar10", 0.1, 0.0005, 0.6, 128,
-              {1: 5.19, 2: 7.85, 3: 9.99, 5: 13.52, 10: 20.22}, _VGG_LOGS.format(mu=0.6)),
-    Reference("vgg16", "cifar10", 0.1, 0.0005, 0.7, 128,
-              {1: 7.48, 2: 12.11, 3: 16.02, 5: 22.71, 10: 35.88}, _VGG_LOGS.format(mu=0.7)),
+    Reference(
+        "wrn",
+        "cifar100",
+        0.1,
+        0.001,
+        0.501,
+        128,
+        {1: 13.53, 2: 19.11, 3: 23.37, 4: 26.96, 5: 30.10, 10: 42.08},
+        _WRN_LOGS.format(ds="cifar100", mu=0.501),
+    ),
+    Reference(
+        "wrn",
+        "cifar100",
+        0.1,
+        0.001,
+        0.55,
+        128,
+        {1: 16.19, 2: 23.65, 3: 29.51, 4: 34.51, 5: 38.94, 10: 55.44},
+        _WRN_LOGS.format(ds="cifar100", mu=0.55),
+    ),
+    Reference(
+        "wrn",
+        "cifar100",
+        0.1,
+        0.001,
+        0.6,
+        128,
+        {1: 19.44, 2: 29.41, 3: 37.43, 4: 44.39, 5: 50.57, 10: 70.36},
+        _WRN_LOGS.format(ds="cifar100", mu=0.6),
+    ),
+    Reference(
+        "wrn",
+        "cifar100",
+        0.1,
+        0.001,
+        0.65,
+        128,
+        {1: 23.35, 2: 36.55, 3: 47.46, 4: 56.97, 5: 64.99, 10: 82.09},
+        _WRN_LOGS.format(ds="cifar100", mu=0.65),
+    ),
+    Reference(
+        "wrn",
+        "cifar10",
+        0.1,
+        0.001,
+        0.4,
+        128,
+        {1: 9.36, 2: 12.33, 3: 14.49, 4: 16.24, 5: 17.74, 10: 23.33},
+        _WRN_LOGS.format(ds="cifar10", mu=0.4),
+    ),
+    Reference(
+        "wrn",
+        "cifar10",
+        0.1,
+        0.001,
+        0.501,
+        128,
+        {1: 13.54, 2: 19.14, 3: 23.43, 4: 27.03, 5: 30.20, 10: 42.56},
+        _WRN_LOGS.format(ds="cifar10", mu=0.501),
+    ),
+    Reference(
+        "wrn",
+        "cifar10",
+        0.1,
+        0.001,
+        0.55,
+        128,
+        {1: 16.20, 2: 23.69, 3: 29.57, 4: 34.61, 5: 39.09, 10: 56.77},
+        _WRN_LOGS.format(ds="cifar10", mu=0.55),
+    ),
+    Reference(
+        "wrn",
+        "cifar10",
+        0.1,
+        0.001,
+        0.6,
+        128,
+        {1: 19.46, 2: 29.45, 3: 37.51, 4: 44.53, 5: 50.83, 10: 74.16},
+        _WRN_LOGS.format(ds="cifar10", mu=0.6),
+    ),
+    Reference(
+        "wrn",
+        "cifar10",
+        0.1,
+        0.001,
+        0.65,
+        128,
+        {1: 23.37, 2: 36.61, 3: 47.58, 4: 57.25, 5: 65.88, 10: 86.77},
+        _WRN_LOGS.format(ds="cifar10", mu=0.65),
+    ),
+    Reference(
+        "vgg16",
+        "cifar10",
+        0.1,
+        0.0005,
+        0.4,
+        128,
+        {1: 2.49, 2: 3.29, 3: 3.86, 5: 4.72, 10: 6.19},
+        _VGG_LOGS.format(mu=0.4),
+    ),
+    Reference(
+        "vgg16",
+        "cifar10",
+        0.1,
+        0.0005,
+        0.51,
+        128,
+        {1: 3.73, 2: 5.31, 3: 6.52, 5: 8.43, 10: 11.91},
+        _VGG_LOGS.format(mu=0.51),
+    ),
+    Reference(
+        "vgg16",
+        "cifar10",
+        0.1,
+        0.0005,
+        0.6,
+        128,
+        {1: 5.19, 2: 7.85, 3: 9.99, 5: 13.52, 10: 20.22},
+        _VGG_LOGS.format(mu=0.6),
+    ),
+    Reference(
+        "vgg16",
+        "cifar10",
+        0.1,
+        0.0005,
+        0.7,
+        128,
+        {1: 7.48, 2: 12.11, 3: 16.02, 5: 22.71, 10: 35.88},
+        _VGG_LOGS.format(mu=0.7),
+    ),
 )
 
 
@@ -159,7 +263,6 @@ class Schedule:
 def threshold_schedule(cfg: Any, epochs: Sequence[int], n_train: int) -> Schedule:
     """tau after each listed epoch: threshold_increment summed over every step, at each epoch's lr."""
     from grda import threshold_increment
-
     from src.optimizers import effective_lr
     from src.schedule import lr_factor
 
@@ -263,10 +366,12 @@ def predict(cfg: Any, epochs: Sequence[int] = DEFAULT_EPOCHS) -> Prediction:
             accumulator = "a_0 = w_0 (the initial weights)"
         m = cfg.model
         extras = ([f"variant {m.variant}"] if m.name == "wrn" else []) + (
-            [f"init {m.init}"] if m.name in ("wrn", "vgg16") else [])
+            [f"init {m.init}"] if m.name in ("wrn", "vgg16") else []
+        )
         desc = f"{m.name} ({', '.join(extras)})" if extras else str(m.name)
-        pred = Prediction(experiment=str(cfg.experiment), model_desc=desc, num_params=0, schedule=schedule,
-                          accumulator=accumulator)
+        pred = Prediction(
+            experiment=str(cfg.experiment), model_desc=desc, num_params=0, schedule=schedule, accumulator=accumulator
+        )
         owners = {id(p): (mod, pname) for mod in model.modules() for pname, p in mod.named_parameters(recurse=False)}
         position = 0
         for name, p in model.named_parameters():
@@ -312,7 +417,8 @@ def read_authors_csv(path: Path, dataset: str, mu: float, c: float) -> Optional[
     cols = {_norm(k): k for k in rows[0] if k}
     need = [cols.get(k) for k in ("dataset", "mu", "epoch")]
     sparsity = next((k for n, k in cols.items() if "sparsity" in n and "mean" in n), None) or next(
-        (k for n, k in cols.items() if n.startswith("sparsity")), None)
+        (k for n, k in cols.items() if n.startswith("sparsity")), None
+    )
     if None in need or sparsity is None:
         return None
     ds_col, mu_col, ep_col = need
@@ -347,11 +453,22 @@ def keras_figure_reference(cfg: Any) -> Optional[Reference]:
                 continue
             if _float(r.get("mu")) != float(cfg.optim.mu) or _float(r.get("c")) != float(cfg.optim.c):
                 continue
-            zeros = {e: 100.0 * (1.0 - v) for e, v in ((10, _float(r.get("nonzero_ratio_e10"))),
-                                                          (100, _float(r.get("nonzero_ratio_e100")))) if v is not None}
+            zeros = {
+                e: 100.0 * (1.0 - v)
+                for e, v in ((10, _float(r.get("nonzero_ratio_e10"))), (100, _float(r.get("nonzero_ratio_e100"))))
+                if v is not None
+            }
             if zeros:
-                return Reference("keras_cnn", "cifar10", _float(r.get("lr")) or 0.0, float(cfg.optim.c),
-                                 float(cfg.optim.mu), 10, zeros, f"results/paper_results.csv: {r.get('source', '')}")
+                return Reference(
+                    "keras_cnn",
+                    "cifar10",
+                    _float(r.get("lr")) or 0.0,
+                    float(cfg.optim.c),
+                    float(cfg.optim.mu),
+                    10,
+                    zeros,
+                    f"results/paper_results.csv: {r.get('source', '')}",
+                )
     return None
 
 
@@ -367,12 +484,21 @@ def find_reference(cfg: Any) -> Optional[Reference]:
         return None
     for ref in BUILTIN_REFERENCES:
         if (ref.model, ref.dataset, ref.batch_size) == (model, dataset, batch) and all(
-                abs(a - b) < 1e-12 for a, b in ((ref.lr, lr), (ref.c, c), (ref.mu, mu))):
+            abs(a - b) < 1e-12 for a, b in ((ref.lr, lr), (ref.c, c), (ref.mu, mu))
+        ):
             if model == "wrn":
                 from_csv = read_authors_csv(AUTHORS_CSV, dataset, mu, c)
                 if from_csv:
-                    return Reference(model, dataset, lr, c, mu, batch, from_csv,
-                                     f"{AUTHORS_CSV.relative_to(ROOT)} (per-epoch means of the authors' logs)")
+                    return Reference(
+                        model,
+                        dataset,
+                        lr,
+                        c,
+                        mu,
+                        batch,
+                        from_csv,
+                        f"{AUTHORS_CSV.relative_to(ROOT)} (per-epoch means of the authors' logs)",
+                    )
             return ref
     if model == "wrn" and abs(lr - 0.1) < 1e-12 and batch == 128:
         from_csv = read_authors_csv(AUTHORS_CSV, dataset, mu, c)
@@ -404,8 +530,10 @@ def report(cfg: Any, pred: Prediction, reference: Optional[Reference], per_layer
     weight_kinds = ("conv weight", "linear weight")
     for e in epochs:
         z = pred.pooled(e)
-        row = (f"{e:>5} {e * s.steps_per_epoch:>8,} {s.epoch_lr[e]:>8.4g} {s.tau[e]:>10.4e} {z:>8.2f} "
-               f"{pred.pooled(e, zero_start_counts=True):>8.2f} {pred.pooled(e, weight_kinds):>9.2f}")
+        row = (
+            f"{e:>5} {e * s.steps_per_epoch:>8,} {s.epoch_lr[e]:>8.4g} {s.tau[e]:>10.4e} {z:>8.2f} "
+            f"{pred.pooled(e, zero_start_counts=True):>8.2f} {pred.pooled(e, weight_kinds):>9.2f}"
+        )
         if reference:
             ref = reference.zeros.get(e)
             row += f" {ref:>9.2f} {z - ref:>+6.2f}" if ref is not None else f" {'-':>9} {'':>6}"
@@ -413,11 +541,15 @@ def report(cfg: Any, pred: Prediction, reference: Optional[Reference], per_layer
     if reference:
         lines.append(f"authors: {reference.source}")
     if any(pred.pooled(e) > 50 for e in epochs):
-        lines.append("note: tau exceeds most initial weights here; the static model does not hold (the gradients "
-                     "decide which weights survive)")
+        lines.append(
+            "note: tau exceeds most initial weights here; the static model does not hold (the gradients "
+            "decide which weights survive)"
+        )
     zero_start = sum(r.zero_start for r in pred.layers)
-    lines.append(f"zeros %: the {zero_start:,} entries that start at exactly 0 count as non-zero (as the authors' logs "
-                 f"show);\n0-init %: counted as zeros; weights %: conv and linear weights only")
+    lines.append(
+        f"zeros %: the {zero_start:,} entries that start at exactly 0 count as non-zero (as the authors' logs "
+        f"show);\n0-init %: counted as zeros; weights %: conv and linear weights only"
+    )
     lines += ["", "by kind (% predicted zeros; 'start 0': entries starting at exactly 0, not counted):"]
     kinds: Dict[str, Tuple[int, int]] = {}
     for r in pred.layers:
@@ -425,16 +557,21 @@ def report(cfg: Any, pred: Prediction, reference: Optional[Reference], per_layer
         kinds[r.kind] = (numel + r.numel, zs + r.zero_start)
     lines.append(f"{'kind':<14} {'entries':>12} {'start 0':>10} " + " ".join(f"{'ep ' + str(e):>7}" for e in epochs))
     for kind, (numel, zs) in kinds.items():
-        lines.append(f"{kind:<14} {numel:>12,} {zs:>10,} "
-                     + " ".join(f"{pred.pooled(e, [kind]):>7.2f}" for e in epochs))
+        lines.append(
+            f"{kind:<14} {numel:>12,} {zs:>10,} " + " ".join(f"{pred.pooled(e, [kind]):>7.2f}" for e in epochs)
+        )
     if per_layer:
         width = max(len(r.name) for r in pred.layers)
-        lines += ["", "per tensor (% predicted zeros):",
-                  f"{'tensor':<{width}} {'entries':>12} {'start 0':>10} "
-                  + " ".join(f"{'ep ' + str(e):>7}" for e in epochs)]
+        lines += [
+            "",
+            "per tensor (% predicted zeros):",
+            f"{'tensor':<{width}} {'entries':>12} {'start 0':>10} " + " ".join(f"{'ep ' + str(e):>7}" for e in epochs),
+        ]
         for r in pred.layers:
-            lines.append(f"{r.name:<{width}} {r.numel:>12,} {r.zero_start:>10,} "
-                         + " ".join(f"{100.0 * r.zeros[e] / r.numel:>7.2f}" for e in epochs))
+            lines.append(
+                f"{r.name:<{width}} {r.numel:>12,} {r.zero_start:>10,} "
+                + " ".join(f"{100.0 * r.zeros[e] / r.numel:>7.2f}" for e in epochs)
+            )
     return "\n".join(lines)
 
 
@@ -449,8 +586,9 @@ def parse_epochs(text: str) -> List[int]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--experiment", required=True, help="a preset in configs/experiment/")
     parser.add_argument("--epochs", default=",".join(map(str, DEFAULT_EPOCHS)), help="e.g. 1,2,3,5,10")
     parser.add_argument("--per-layer", action="store_true", help="also print every parameter tensor")

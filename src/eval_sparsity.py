@@ -75,8 +75,15 @@ def _int_list(text: str, what: str) -> List[int]:
     return values
 
 
-def run_bench(path: str, batches: Sequence[int], threads: Optional[int], rounds: int, model: Optional[str],
-              num_classes: Optional[int], input_shape: Optional[Sequence[int]]) -> Dict[str, Any]:
+def run_bench(
+    path: str,
+    batches: Sequence[int],
+    threads: Optional[int],
+    rounds: int,
+    model: Optional[str],
+    num_classes: Optional[int],
+    input_shape: Optional[Sequence[int]],
+) -> Dict[str, Any]:
     import torch
 
     from src.sparse_runtime import build_dense_model, convert, machine_key
@@ -90,14 +97,22 @@ def run_bench(path: str, batches: Sequence[int], threads: Optional[int], rounds:
     ort_run, ort_missing = onnxruntime_runner(dense, shape, torch.get_num_threads())
     totals = summarize(state_dict_sparsity(dense.state_dict()))
     return {
-        "file": str(path), "model": meta["model"], "num_classes": meta["num_classes"],
+        "file": str(path),
+        "model": meta["model"],
+        "num_classes": meta["num_classes"],
         "model_from": "config" if meta["config"] and model is None else "flags",
-        "input_shape": list(shape), "threads": torch.get_num_threads(), "cpu": cpu_model(),
-        "torch": torch.__version__, "machine": machine_key(), "convert": runtime.info,
-        "sparsity_weights": totals["sparsity_weights"], "sparsity": totals["sparsity"],
+        "input_shape": list(shape),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "machine": machine_key(),
+        "convert": runtime.info,
+        "sparsity_weights": totals["sparsity_weights"],
+        "sparsity": totals["sparsity"],
         "onnxruntime": ort_missing or "dense export, CPUExecutionProvider",
-        "bench": bench(dense, runtime, shape, batches, rounds=rounds,
-                       extra={"onnxruntime": ort_run} if ort_run else None),
+        "bench": bench(
+            dense, runtime, shape, batches, rounds=rounds, extra={"onnxruntime": ort_run} if ort_run else None
+        ),
     }
 
 
@@ -115,24 +130,35 @@ def format_bench(out: Dict[str, Any]) -> str:
     for b, r in out["bench"].items():
         rows = r["layers"]
         width = max([len(x["name"]) for x in rows] + [5])
-        lines += ["", f"batch {b}, per layer (ms, medians; dense = PyTorch on the folded weights):",
-                  f"{'layer':<{width}}  {'input':<16} {'zeros %':>7} {'dense':>9} {'sparse':>9} {'(best)':<8} choice"]
+        lines += [
+            "",
+            f"batch {b}, per layer (ms, medians; dense = PyTorch on the folded weights):",
+            f"{'layer':<{width}}  {'input':<16} {'zeros %':>7} {'dense':>9} {'sparse':>9} {'(best)':<8} choice",
+        ]
         for x in rows:
             lines.append(
                 f"{x['name']:<{width}}  {'x'.join(map(str, x['input'])):<16} "
                 f"{'-' if x['density'] is None else format(100 * (1 - x['density']), '.2f'):>7} "
                 f"{_ms(x['dense_ms']):>9} {_ms(x['sparse_ms']):>9} {(x['best_sparse'] or '-'):<8} {x['choice']}"
-                + (f" ({x['why']})" if x.get("why") else ""))
+                + (f" ({x['why']})" if x.get("why") else "")
+            )
         note = ""
         if r["plan"] == "dense" and r["plan_sparse_ms"] is not None:
-            note = (f" (the per-layer plan measured {r['plan_sparse_ms']:.3f} ms vs {r['plan_dense_ms']:.3f} for the "
-                    "original model, which runs)")
-        ort = (f"onnxruntime (dense export) {r['onnxruntime_ms']:.3f} ms ({r['onnxruntime_per_s']:.1f}/s)"
-               if "onnxruntime_ms" in r else f"onnxruntime: {out.get('onnxruntime', 'not measured')}")
+            note = (
+                f" (the per-layer plan measured {r['plan_sparse_ms']:.3f} ms vs {r['plan_dense_ms']:.3f} for the "
+                "original model, which runs)"
+            )
+        ort = (
+            f"onnxruntime (dense export) {r['onnxruntime_ms']:.3f} ms ({r['onnxruntime_per_s']:.1f}/s)"
+            if "onnxruntime_ms" in r
+            else f"onnxruntime: {out.get('onnxruntime', 'not measured')}"
+        )
         lines.append(
             f"batch {b}: dense PyTorch {r['dense_ms']:.3f} ms ({r['dense_per_s']:.1f}/s) | sparse runtime "
-            f"{r['sparse_ms']:.3f} ms ({r['sparse_per_s']:.1f}/s) | speed-up {r['speedup']:.2f}x | plan {r['plan']}{note}"
-            f" | {ort}")
+            f"{r['sparse_ms']:.3f} ms ({r['sparse_per_s']:.1f}/s) | "
+            f"speed-up {r['speedup']:.2f}x | plan {r['plan']}{note}"
+            f" | {ort}"
+        )
     return "\n".join(lines)
 
 
@@ -144,11 +170,15 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a .pth file (harness checkpoint, state_dict or {'state_dict': ...}) "
-                        "or a sparse export (.safetensors)")
+    parser.add_argument(
+        "checkpoint",
+        help="a .pth file (harness checkpoint, state_dict or {'state_dict': ...}) or a sparse export (.safetensors)",
+    )
     parser.add_argument("--json", action="store_true", help="print the table (or the benchmark) as JSON")
     parser.add_argument(
-        "--export", metavar="OUT", default=None,
+        "--export",
+        metavar="OUT",
+        default=None,
         help="also write the model weights to OUT as a compact sparse safetensors file (zeros not stored; "
         "read it back with src.sparse_export.load_sparse)",
     )
@@ -159,8 +189,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--rounds", type=int, default=7, help="end-to-end timing rounds (median; default 7)")
     bench.add_argument("--model", default=None, help="model name, for files without a training config")
     bench.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: from the weights)")
-    bench.add_argument("--input-shape", default=None,
-                       help="C,H,W (default: from the config's dataset, else the model's: resnet50 3,224,224)")
+    bench.add_argument(
+        "--input-shape",
+        default=None,
+        help="C,H,W (default: from the config's dataset, else the model's: resnet50 3,224,224)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.bench:
@@ -173,8 +206,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise UserError(f"--input-shape must be C,H,W (three numbers), got '{args.input_shape}'")
             if not Path(args.checkpoint).is_file():
                 raise UserError(f"checkpoint not found: '{args.checkpoint}' (check the path)")
-            out = run_bench(args.checkpoint, _int_list(args.batch, "--batch"), args.threads, args.rounds,
-                            args.model, args.num_classes, shape)
+            out = run_bench(
+                args.checkpoint,
+                _int_list(args.batch, "--batch"),
+                args.threads,
+                args.rounds,
+                args.model,
+                args.num_classes,
+                shape,
+            )
             if args.export:
                 out["export"] = export_checkpoint(args.checkpoint, args.export)
             print(json.dumps(out, indent=2) if args.json else format_bench(out))

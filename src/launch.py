@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "src" / "train.py"
 
 
-def train_command(*overrides: str, run_dir: Optional[Path] = None, multirun: bool = False,
-                  python: str = sys.executable) -> List[str]:
+def train_command(
+    *overrides: str, run_dir: Optional[Path] = None, multirun: bool = False, python: str = sys.executable
+) -> List[str]:
     """The command line of one run (or of a Hydra multirun): quiet progress, the run directory when given."""
     cmd = [python, str(TRAIN), *(["-m"] if multirun else []), "trainer.progress=false", *overrides]
     return cmd + ([f"hydra.run.dir={run_dir}"] if run_dir is not None else [])
 
 
-def launch(*overrides: str, run_dir: Optional[Path] = None, log: Optional[Path] = None, nice: int = 0,
-           capture: bool = False) -> subprocess.CompletedProcess:
+def launch(
+    *overrides: str, run_dir: Optional[Path] = None, log: Optional[Path] = None, nice: int = 0, capture: bool = False
+) -> subprocess.CompletedProcess:
     """Run src/train.py from the repository root and wait: its output appended to ``log``, captured, or shown."""
     cmd = train_command(*overrides, run_dir=run_dir)
     preexec = (lambda: os.nice(nice)) if nice else None

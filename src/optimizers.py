@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import torch
-from grda import GRDA
 from torch import nn
 
+from grda import GRDA
 from src.errors import UserError
 
 OPTIMIZERS = ("grda", "sgd", "sgd_momentum", "adagrad", "adam")
@@ -31,8 +31,14 @@ def build_optimizer(model: nn.Module, cfg: Any, lr: float) -> torch.optim.Optimi
     try:
         if name == "grda":
             return GRDA(
-                params, lr=lr, c=cfg.c, mu=cfg.mu, impl=cfg.impl, accumulator_init=cfg.accumulator_init,
-                accumulator_range=cfg.accumulator_range, accumulator_seed=cfg.accumulator_seed,
+                params,
+                lr=lr,
+                c=cfg.c,
+                mu=cfg.mu,
+                impl=cfg.impl,
+                accumulator_init=cfg.accumulator_init,
+                accumulator_range=cfg.accumulator_range,
+                accumulator_seed=cfg.accumulator_seed,
                 accumulator_dtype=cfg.accumulator_dtype,
             )
         if name in ("sgd", "sgd_momentum"):

@@ -49,7 +49,9 @@ class GradualMagnitudePruner:
         self.total_steps = total_steps
         kinds = (nn.Linear, nn.modules.conv._ConvNd)
         self.weights: Dict[str, nn.Parameter] = {
-            clean_name(f"{name}.weight"): module.weight for name, module in model.named_modules() if isinstance(module, kinds)
+            clean_name(f"{name}.weight"): module.weight
+            for name, module in model.named_modules()
+            if isinstance(module, kinds)
         }
         self.masks: Dict[str, torch.Tensor] = {n: torch.ones_like(w, dtype=torch.bool) for n, w in self.weights.items()}
         self.sparsity = 0.0
@@ -68,7 +70,9 @@ class GradualMagnitudePruner:
         for name, weight in self.weights.items():
             amount = int(round(sparsity * weight.numel()))
             method = prune.L1Unstructured(amount=amount)
-            self.masks[name] = method.compute_mask(weight.detach(), default_mask=self.masks[name].to(weight.dtype)).bool()
+            self.masks[name] = method.compute_mask(
+                weight.detach(), default_mask=self.masks[name].to(weight.dtype)
+            ).bool()
         self.sparsity = sparsity
 
     def state_dict(self) -> Dict[str, Any]:

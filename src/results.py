@@ -119,7 +119,11 @@ def setting_overrides(row: pd.Series) -> List[str]:
 def comparison_table(experiments: List[str], runs_dir: Path) -> pd.DataFrame:
     """The authors' rows, each with our mean over matching finished runs and the difference."""
     paper = paper_results(experiments)
-    runs = pd.concat([collect_runs(runs_dir, e) for e in experiments], ignore_index=True) if experiments else pd.DataFrame()
+    runs = (
+        pd.concat([collect_runs(runs_dir, e) for e in experiments], ignore_index=True)
+        if experiments
+        else pd.DataFrame()
+    )
     rows = []
     for _, p in paper.iterrows():
         mine = match_runs(p, runs)

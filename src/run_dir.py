@@ -81,7 +81,9 @@ def prepare_run_dir(is_main: bool) -> Path:
             probe.write_text("ok")
             probe.unlink()
         except OSError as e:
-            raise UserError(f"run directory '{run_dir}' is not writable ({e.strerror}); set hydra.run.dir=PATH") from None
+            raise UserError(
+                f"run directory '{run_dir}' is not writable ({e.strerror}); set hydra.run.dir=PATH"
+            ) from None
         claim_run_dir(run_dir)
     return run_dir
 
@@ -100,8 +102,10 @@ def claim_run_dir(run_dir: Path) -> None:
         lock.seek(0)
         holder = lock.read().strip() or "another process"
         lock.close()
-        raise UserError(f"run directory '{run_dir}' is in use by {holder}; wait for that run to end (the same command "
-                        "then resumes from its checkpoint) or set another hydra.run.dir") from None
+        raise UserError(
+            f"run directory '{run_dir}' is in use by {holder}; wait for that run to end (the same command "
+            "then resumes from its checkpoint) or set another hydra.run.dir"
+        ) from None
     except OSError as e:  # a file system without locks (some network mounts): train, unguarded
         lock.close()
         log.warning(f"cannot lock '{run_dir / LOCK}' ({e.strerror}): nothing stops a second run in this directory")

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-from grda import GRDA
 from omegaconf import OmegaConf
 from torch import nn
 
+from grda import GRDA
 from src.checkpoint import write_text_atomic
 from src.distributed import unwrap
 from src.optimizers import describe
@@ -114,8 +114,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_summary(cfg, model, history, run_dir: Path, wall_time: float, lr: float, lr_note: str,
-                  rank_diff: Optional[float] = None, initial_weights: Optional[str] = None) -> Dict[str, Any]:
+def write_summary(
+    cfg,
+    model,
+    history,
+    run_dir: Path,
+    wall_time: float,
+    lr: float,
+    lr_note: str,
+    rank_diff: Optional[float] = None,
+    initial_weights: Optional[str] = None,
+) -> Dict[str, Any]:
     """summary.json: the run's last epoch, final sparsity, files and costs; the sparse export written beside it."""
     totals = summarize(layer_sparsity(model))
     last = history[-1] if history else {}

@@ -52,7 +52,15 @@ FORMAT_VERSION = "1"
 SEP = "::"
 HEADER_ENTRY_BYTES = 64  # safetensors header bytes per stored tensor, besides its name
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "describe_export", "export_checkpoint", "export_sparse", "load_sparse", "read_metadata"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "describe_export",
+    "export_checkpoint",
+    "export_sparse",
+    "load_sparse",
+    "read_metadata",
+]
 
 
 # ------------------------------------------------------------------------------ encoding
@@ -125,7 +133,9 @@ def _decode(name: str, info: Mapping[str, Any], stored: Mapping[str, Tensor], pa
         flat = torch.from_numpy(bits).view(dtype)
         return flat.reshape(shape)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"'{path}' is a damaged sparse export: tensor '{name}' cannot be restored ({e})") from None
+        raise CheckpointError(
+            f"'{path}' is a damaged sparse export: tensor '{name}' cannot be restored ({e})"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ public API
@@ -202,12 +212,17 @@ def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
             metadata = f.metadata() or {}
     except Exception as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"'{path}' is not a readable safetensors file (truncated, corrupt or another format): {reason}") from None
+        raise CheckpointError(
+            f"'{path}' is not a readable safetensors file (truncated, corrupt or another format): {reason}"
+        ) from None
     if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is a safetensors file but not a sparse export (no format={FORMAT} in its metadata)")
+        raise CheckpointError(
+            f"'{path}' is a safetensors file but not a sparse export (no format={FORMAT} in its metadata)"
+        )
     if metadata.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"'{path}' is sparse export version {metadata.get('format_version')!r}; this code reads version {FORMAT_VERSION}"
+            f"'{path}' is sparse export version {metadata.get('format_version')!r}; "
+            f"this code reads version {FORMAT_VERSION}"
         )
     return metadata
 
@@ -248,8 +263,10 @@ def describe_export(report: Mapping[str, Any]) -> str:
     """One line for people: where the export went and how big it is against the dense weights."""
     line = (
         f"exported {report['num_tensors']} tensors ({report['sparse_tensors']} sparse) to {report['path']}: "
-        f"{report['export_bytes']:,} bytes = {100 * report['ratio']:.1f}% of the {report['dense_bytes']:,} bytes of dense weights"
+        f"{report['export_bytes']:,} bytes = {100 * report['ratio']:.1f}% "
+        f"of the {report['dense_bytes']:,} bytes of dense weights"
     )
     if report.get("checkpoint_bytes"):
-        line += f" ({100 * report['export_bytes'] / report['checkpoint_bytes']:.1f}% of the checkpoint's {report['checkpoint_bytes']:,})"
+        share = 100 * report["export_bytes"] / report["checkpoint_bytes"]
+        line += f" ({share:.1f}% of the checkpoint's {report['checkpoint_bytes']:,})"
     return line

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Tuple
 
-from grda import zero_counts
 from torch import Tensor, nn
+
+from grda import zero_counts
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -19,7 +20,7 @@ def clean_name(name: str) -> str:
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if name.startswith(prefix):
-                name, changed = name[len(prefix):], True
+                name, changed = name[len(prefix) :], True
     return name.replace("._orig_mod.", ".").replace(".module.", ".")
 
 
@@ -59,7 +60,9 @@ def _layers(named: List[Tuple[str, Tensor]], weights) -> List[LayerSparsity]:
     return [LayerSparsity(n, tuple(t.shape), t.numel(), counts[n][0], n in weights) for n, t in named]
 
 
-def state_dict_sparsity(state_dict: Mapping[str, Tensor], weight_names: Iterable[str] | None = None) -> List[LayerSparsity]:
+def state_dict_sparsity(
+    state_dict: Mapping[str, Tensor], weight_names: Iterable[str] | None = None
+) -> List[LayerSparsity]:
     """Sparsity of the floating-point tensors of a bare state_dict (buffers like BN running stats excluded).
 
     Without a model at hand, 'weights' means tensors named ``*.weight`` with 2 or more dimensions
@@ -70,7 +73,11 @@ def state_dict_sparsity(state_dict: Mapping[str, Tensor], weight_names: Iterable
         for k, v in state_dict.items()
         if isinstance(v, Tensor) and v.is_floating_point() and not _is_buffer_name(k)
     ]
-    weights = set(weight_names) if weight_names is not None else {n for n, v in named if n.endswith("weight") and v.dim() >= 2}
+    weights = (
+        set(weight_names)
+        if weight_names is not None
+        else {n for n, v in named if n.endswith("weight") and v.dim() >= 2}
+    )
     return _layers(named, weights)
 
 
@@ -92,7 +99,13 @@ def summarize(layers: List[LayerSparsity]) -> Dict[str, object]:
         "num_weights": w_numel,
         "num_weight_zeros": w_zeros,
         "per_layer": {
-            l.name: {"shape": list(l.shape), "numel": l.numel, "zeros": l.zeros, "sparsity": l.sparsity, "is_weight": l.is_weight}
+            l.name: {
+                "shape": list(l.shape),
+                "numel": l.numel,
+                "zeros": l.zeros,
+                "sparsity": l.sparsity,
+                "is_weight": l.is_weight,
+            }
             for l in layers
         },
     }
@@ -109,7 +122,8 @@ def format_table(layers: List[LayerSparsity]) -> str:
         lines.append(f"{l.name:<{width}}  {shape:<20} {l.numel:>12,} {l.zeros:>12,} {l.sparsity:>10.2f}")
     lines.append("-" * len(header))
     lines.append(
-        f"{'all parameters':<{width}}  {'':<20} {totals['num_params']:>12,} {totals['num_zeros']:>12,} {totals['sparsity']:>10.2f}"
+        f"{'all parameters':<{width}}  {'':<20} {totals['num_params']:>12,} "
+        f"{totals['num_zeros']:>12,} {totals['sparsity']:>10.2f}"
     )
     lines.append(
         f"{'conv/linear weights':<{width}}  {'':<20} {totals['num_weights']:>12,} {totals['num_weight_zeros']:>12,} "

@@ -29,14 +29,21 @@ if __package__ in (None, ""):  # `python src/train.py` from the repository root
 import hydra
 import torch
 import torch.distributed as dist
-from grda import GRDA
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from grda import GRDA
 from src import config as _config  # noqa: F401  (registers the schema and resolvers)
 from src import run_log
-from src.checkpoint import (TrainingState, load_weights_from, restore_training, save_atomic, training_checkpoint,
-                            weights_fingerprint, write_text_atomic)
+from src.checkpoint import (
+    TrainingState,
+    load_weights_from,
+    restore_training,
+    save_atomic,
+    training_checkpoint,
+    weights_fingerprint,
+    write_text_atomic,
+)
 from src.data import build_datasets
 from src.data.loaders import build_loaders, set_loader_epoch
 from src.distributed import Dist, choose_device, init_distributed, is_peer_failure, max_rank_difference
@@ -135,8 +142,6 @@ def to_absolute(path: str) -> str:
     return str(Path(hydra.utils.to_absolute_path(path)))
 
 
-
-
 # ------------------------------------------------------------------------------- run
 
 
@@ -222,7 +227,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         save_atomic(checkpoint, run_dir / CHECKPOINT, fault_point=("checkpoint_write", state.epoch))
         write_metrics(state.history, run_dir)
 
-    ctx = TrainContext(wrap_for_training(cfg, t.model, world, device), t.optimizer, device, cfg, world, writer, t.pruner)
+    ctx = TrainContext(
+        wrap_for_training(cfg, t.model, world, device), t.optimizer, device, cfg, world, writer, t.pruner
+    )
     run_epochs(ctx, t, state, (train_loader, test_loader, bundle.num_classes), end_epoch, save)
     return finish(cfg, t, state, world, run_dir, state.wall_time_s + time.time() - started, writer)
 
@@ -258,8 +265,10 @@ def run_epochs(ctx: TrainContext, t: Training, state: TrainingState, data, end_e
         state.epoch = epoch + 1
         if world.is_main:
             run_log.log_epoch(ctx.writer, row, layers, state.global_step)
-            log.info(f"epoch {epoch + 1}/{cfg.trainer.epochs} train_loss={row['train_loss']:.4f} "
-                     f"test_acc={row['test_acc']:.2f} sparsity={row['sparsity']:.2f}% time={row['epoch_time_s']:.1f}s")
+            log.info(
+                f"epoch {epoch + 1}/{cfg.trainer.epochs} train_loss={row['train_loss']:.4f} "
+                f"test_acc={row['test_acc']:.2f} sparsity={row['sparsity']:.2f}% time={row['epoch_time_s']:.1f}s"
+            )
             if state.epoch % cfg.trainer.checkpoint_every == 0 or state.epoch == end_epoch:
                 save(state)
         if world.enabled:
@@ -284,16 +293,18 @@ def epoch_row(epoch: int, step: int, lr: float, train, test, layers, t: Training
     }
 
 
-def finish(cfg: DictConfig, t: Training, state: TrainingState, world: Dist, run_dir: Path, wall_time: float,
-           writer) -> Dict[str, Any]:
+def finish(
+    cfg: DictConfig, t: Training, state: TrainingState, world: Dist, run_dir: Path, wall_time: float, writer
+) -> Dict[str, Any]:
     """summary.json (rank 0), the ranks' agreement under DDP, and the process group closed."""
     rank_diff = max_rank_difference(t.model) if world.enabled else None
     summary = None
     if world.is_main:
         if rank_diff is not None:
             log.info(f"ranks agree: largest parameter difference from rank 0 is {rank_diff:g}")
-        summary = run_log.write_summary(cfg, t.model, state.history, run_dir, wall_time, t.lr, t.lr_note, rank_diff,
-                                        state.initial_weights_sha256)
+        summary = run_log.write_summary(
+            cfg, t.model, state.history, run_dir, wall_time, t.lr, t.lr_note, rank_diff, state.initial_weights_sha256
+        )
         if writer is not None:
             writer.close()
         log.info(f"done: test_acc={summary['test_acc']:.2f}% sparsity={summary['sparsity']:.2f}% -> {run_dir}")

@@ -41,8 +41,13 @@ def preset_runs(tmp_path_factory):
         "cifar10_wrn28x10": [f"data.root={data / 'cifar'}", *tiny_wrn],
         "cifar100_wrn28x10": [f"data.root={data / 'cifar'}", *tiny_wrn],
         "cifar10_vgg16": [f"data.root={data / 'cifar'}", "trainer.epochs=1", "trainer.batch_size=4"],
-        "imagenet_resnet50": [f"data.root={data / 'imagenet'}", "trainer.epochs=1", "trainer.batch_size=2",
-                              "data.eval_batch_size=2", "trainer.workers=0"],
+        "imagenet_resnet50": [
+            f"data.root={data / 'imagenet'}",
+            "trainer.epochs=1",
+            "trainer.batch_size=2",
+            "data.eval_batch_size=2",
+            "trainer.workers=0",
+        ],
         "mnist_lenet5": [f"data.root={data / 'mnist'}", "trainer.epochs=3"],
     }
     out = {}

@@ -51,7 +51,7 @@ def extract(path: Path, lang: str = "python") -> List[Snippet]:
         i += 1
         body = []
         while i < len(lines) and lines[i].strip() != "```":
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         i += 1
         if m["lang"] == lang:
@@ -107,8 +107,15 @@ def _hf_model():
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=16, num_labels=2)
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     return transformers.BertForSequenceClassification(config)
 
 
@@ -137,8 +144,9 @@ def _loader():
     import torch
 
     x, y = _data()
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
-                                       batch_size=16)
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16
+    )
 
 
 def _batch(i: int, kind: str):
@@ -195,8 +203,11 @@ def find(path: str, line: int) -> Snippet:
 def main(argv: List[str]) -> int:
     """``PATH LINE``: the snippet whose fence opens there; ``PATH LINE CODE_FILE``: that snippet's code as given (the
     test passes the code it collected, so an edit to the Markdown file meanwhile cannot mix them up)."""
-    snippet = find(argv[0], int(argv[1])) if len(argv) == 2 else Snippet(argv[0], int(argv[1]),
-                                                                          Path(argv[2]).read_text(encoding="utf-8"))
+    snippet = (
+        find(argv[0], int(argv[1]))
+        if len(argv) == 2
+        else Snippet(argv[0], int(argv[1]), Path(argv[2]).read_text(encoding="utf-8"))
+    )
     os.environ.setdefault("MPLBACKEND", "Agg")
     run(snippet)
     print(f"ran {snippet.label}")

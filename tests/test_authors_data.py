@@ -21,13 +21,28 @@ from tests.helpers import ROOT
 
 RESULTS = ROOT / "results"
 PAPER_COLUMNS = [
-    "experiment", "optimizer", "schedule", "lr", "c", "mu", "epoch", "sparsity", "test_acc", "file_mb",
-    "nonzero_ratio_e10", "nonzero_ratio_e100", "test_acc_e10", "test_acc_e100", "source",
+    "experiment",
+    "optimizer",
+    "schedule",
+    "lr",
+    "c",
+    "mu",
+    "epoch",
+    "sparsity",
+    "test_acc",
+    "file_mb",
+    "nonzero_ratio_e10",
+    "nonzero_ratio_e100",
+    "test_acc_e10",
+    "test_acc_e100",
+    "source",
 ]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("authors_wrn_curves", ROOT / "scripts" / "authors" / "authors_wrn_curves.py")
+    spec = importlib.util.spec_from_file_location(
+        "authors_wrn_curves", ROOT / "scripts" / "authors" / "authors_wrn_curves.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -78,8 +93,11 @@ def test_paper_results_rows_added_and_fixed(paper):
     assert sorted(vgg["mu"].dropna()) == [0.4, 0.51, 0.6, 0.7] and (vgg["c"].dropna() == 0.0005).all()
     assert (vgg["epoch"] == 600).all() and (vgg["n_runs"] == 9).all()
     readme = paper[paper.experiment == "cifar100_wrn28x10_readme"].set_index("optimizer")
-    assert (readme.loc["grda", "sparsity"], readme.loc["grda", "test_acc"],
-            readme.loc["sgd", "test_acc"]) == (90.3, 76.81, 76.6)
+    assert (readme.loc["grda", "sparsity"], readme.loc["grda", "test_acc"], readme.loc["sgd", "test_acc"]) == (
+        90.3,
+        76.81,
+        76.6,
+    )
     keras = paper[(paper.experiment == "cifar10_keras_cnn") & (paper.mu == 1.0)].iloc[0]
     assert keras["nonzero_ratio_e10"] == 0.14 and "epoch-9" in keras["note"]
 
@@ -190,8 +208,10 @@ def test_vgg_early_sparsity_matches_the_preset(vgg):
     (mu 0.51; it says over 12 runs, i.e. every mu_0.51_c_0.0005 file; the notebook's 9 give the same to 0.01), and
     scripts/analysis/early_sparsity.py's VGG references for the other mu."""
     expected = {
-        0.4: [2.49, 3.29, 3.86, 4.72, 6.19], 0.51: [3.73, 5.31, 6.52, 8.43, 11.91],
-        0.6: [5.19, 7.85, 9.99, 13.52, 20.22], 0.7: [7.48, 12.11, 16.02, 22.71, 35.88],
+        0.4: [2.49, 3.29, 3.86, 4.72, 6.19],
+        0.51: [3.73, 5.31, 6.52, 8.43, 11.91],
+        0.6: [5.19, 7.85, 9.99, 13.52, 20.22],
+        0.7: [7.48, 12.11, 16.02, 22.71, 35.88],
     }
     for mu, values in expected.items():
         got = vgg_setting(vgg, mu)["sparsity_mean"]
@@ -345,8 +365,10 @@ def test_parse_vgg_log_nonzero_fraction_column():
 
 def test_parse_vgg_log_keeps_diverged_rows():
     """mu_0.7_c_0.0005_lr_4.txt prints nan losses from epoch 256 on; those rows are kept, not dropped."""
-    text = VGG_LOG.replace(" 600     0.0010     0.0000   100.0000     0.7750    91.1300",
-                           " 600     0.0010        nan    10.0000        nan    10.0000")
+    text = VGG_LOG.replace(
+        " 600     0.0010     0.0000   100.0000     0.7750    91.1300",
+        " 600     0.0010        nan    10.0000        nan    10.0000",
+    )
     df, _ = awc.parse_log(text)
     assert list(df["epoch"]) == [1, 2, 600]
     last = df.iloc[-1]
@@ -386,9 +408,11 @@ GENERATED = ["authors_wrn_curves.csv", "authors_wrn_curves.md", "authors_vgg16_c
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(authors_repo() is None,
-                    reason="set GRDA_AUTHORS_REPO to a clone of donlan2710/gRDA-Optimizer "
-                           "(git clone https://github.com/donlan2710/gRDA-Optimizer) to rerun the script")
+@pytest.mark.skipif(
+    authors_repo() is None,
+    reason="set GRDA_AUTHORS_REPO to a clone of donlan2710/gRDA-Optimizer "
+    "(git clone https://github.com/donlan2710/gRDA-Optimizer) to rerun the script",
+)
 def test_rerun_matches_committed_files(tmp_path, curves, vgg):
     repo = authors_repo()
     if subprocess.run(["git", "-C", repo, "cat-file", "-e", AUTHORS_COMMIT], capture_output=True).returncode != 0:

@@ -1,4 +1,4 @@
-"""scripts/analysis/connect.py: SGD and gRDA minima joined by a line and a trained Bezier curve (the paper's Figure 1)."""
+"""scripts/analysis/connect.py: SGD and gRDA minima joined by a line and a trained Bezier curve (paper's Figure 1)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,13 @@ connect = load_script()
 
 
 def run_connect(*args):
-    return subprocess.run([sys.executable, "scripts/analysis/connect.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "scripts/analysis/connect.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,9 @@ def connect_runs(tmp_path_factory):
     sgd, grda = base / "sgd", base / "grda"
     train(sgd, "optim=sgd", "trainer.epochs=5", "trainer.threads=1")
     train(grda, "optim=grda", "trainer.epochs=5", "trainer.threads=1")
-    proc = run_connect(sgd / "checkpoint.pth", grda / "checkpoint.pth", "--points", 7, "--curve-epochs", 1, "--threads", 1)
+    proc = run_connect(
+        sgd / "checkpoint.pth", grda / "checkpoint.pth", "--points", 7, "--curve-epochs", 1, "--threads", 1
+    )
     assert proc.returncode == 0, proc.stderr
     return {"sgd": sgd, "grda": grda, "out": grda / "connect", "stdout": proc.stdout}
 
@@ -47,8 +54,10 @@ def connect_runs(tmp_path_factory):
 def read_rows(path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{"path": r["path"], "t": float(r["t"]), "train_loss": float(r["train_loss"]), "test_acc": float(r["test_acc"])}
-            for r in rows]
+    return [
+        {"path": r["path"], "t": float(r["t"]), "train_loss": float(r["train_loss"]), "test_acc": float(r["test_acc"])}
+        for r in rows
+    ]
 
 
 def test_outputs_and_endpoints_reproduce_the_runs(connect_runs):
@@ -91,14 +100,20 @@ def test_training_the_curve_lowers_the_loss_between_the_endpoints(connect_runs):
     # An untrained curve is the line itself; after training its middle it must be lower on average,
     # and nowhere (endpoints included) worse than the line's worst point.
     assert sum(curve) / len(curve) < sum(line) / len(line) - 1e-3
-    assert max(r["train_loss"] for r in rows if r["path"] == "curve") <= max(
-        r["train_loss"] for r in rows if r["path"] == "line") + 1e-6
+    assert (
+        max(r["train_loss"] for r in rows if r["path"] == "curve")
+        <= max(r["train_loss"] for r in rows if r["path"] == "line") + 1e-6
+    )
 
 
 def test_untrained_curve_is_the_line(connect_runs, tmp_path):
     sgd, grda = connect_runs["sgd"] / "checkpoint.pth", connect_runs["grda"] / "checkpoint.pth"
-    assert connect.main([str(sgd), str(grda), "--points", "3",
-                         "--curve-epochs", "0", "--out", str(tmp_path), "--threads", "1"]) == 0
+    assert (
+        connect.main(
+            [str(sgd), str(grda), "--points", "3", "--curve-epochs", "0", "--out", str(tmp_path), "--threads", "1"]
+        )
+        == 0
+    )
     rows = read_rows(tmp_path / "connect.csv")
     line = [r["train_loss"] for r in rows if r["path"] == "line"]
     curve = [r["train_loss"] for r in rows if r["path"] == "curve"]
@@ -118,7 +133,6 @@ def test_different_setups_are_refused_with_one_line(connect_runs, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-
 def test_argument_and_file_errors(connect_runs, tmp_path, capsys):
     sgd = str(connect_runs["sgd"] / "checkpoint.pth")
     torch.save(load_checkpoint(sgd)["model"], tmp_path / "bare.pth")
@@ -128,7 +142,10 @@ def test_argument_and_file_errors(connect_runs, tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert connect.main([sgd, sgd, "--points", "1"]) == 2
     assert "--points must be >= 2" in capsys.readouterr().err
-    assert connect.main([sgd, sgd, "--device", "cuda:7"] if not torch.cuda.is_available() else [sgd, sgd, "--lr", "0"]) == 2
+    assert (
+        connect.main([sgd, sgd, "--device", "cuda:7"] if not torch.cuda.is_available() else [sgd, sgd, "--lr", "0"])
+        == 2
+    )
     assert "error: " in capsys.readouterr().err
 
 
@@ -136,7 +153,9 @@ def test_batchnorm_statistics_are_recomputed_for_each_point():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, momentum=0.3))
     x = torch.randn(96, 4) * 3 + 1
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(96, dtype=torch.long)), batch_size=32)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.zeros(96, dtype=torch.long)), batch_size=32
+    )
     params = {n: p.detach() for n, p in model.named_parameters()}
     template = {n: b.detach().clone() for n, b in model.named_buffers()}
     template["1.running_mean"].fill_(7.0)  # stale statistics from elsewhere must not leak in
@@ -145,7 +164,7 @@ def test_batchnorm_statistics_are_recomputed_for_each_point():
     h = model[0](x).detach()
     torch.testing.assert_close(bufs["1.running_mean"], h.mean(0))
     # Cumulative averaging weighs each batch equally: the mean of the batches' unbiased variances.
-    batch_vars = torch.stack([h[i:i + 32].var(0, unbiased=True) for i in (0, 32, 64)])
+    batch_vars = torch.stack([h[i : i + 32].var(0, unbiased=True) for i in (0, 32, 64)])
     torch.testing.assert_close(bufs["1.running_var"], batch_vars.mean(0))
     assert int(bufs["1.num_batches_tracked"]) == 3
     assert model[1].momentum == 0.3 and not model.training
@@ -169,8 +188,26 @@ def test_batchnorm_model_end_to_end(tmp_path):
         paths.append(tmp_path / f"wrn{seed}.pth")
         torch.save({"model": model.state_dict(), "config": config}, paths[-1])
     out = tmp_path / "out"
-    assert connect.main([*map(str, paths), "--points", "3", "--curve-epochs", "1", "--bn-samples", "60",
-                         "--batch-size", "50", "--out", str(out), "--threads", "1"]) == 0
+    assert (
+        connect.main(
+            [
+                *map(str, paths),
+                "--points",
+                "3",
+                "--curve-epochs",
+                "1",
+                "--bn-samples",
+                "60",
+                "--batch-size",
+                "50",
+                "--out",
+                str(out),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "connect.json").read_text())
     assert result["batchnorm_recomputed"] is True and result["bn_samples"] == 60
     rows = read_rows(out / "connect.csv")

@@ -25,8 +25,14 @@ CIFAR10_STD = torch.tensor(CIFAR10.std).view(3, 1, 1)
 
 def cfg(name, **kw):
     base = dict(
-        name=name, root=None, download=False, train_subset=None, test_subset=None,
-        augment="none", normalize=False, eval_batch_size=64,
+        name=name,
+        root=None,
+        download=False,
+        train_subset=None,
+        test_subset=None,
+        augment="none",
+        normalize=False,
+        eval_batch_size=64,
     )
     base.update(kw)
     return SimpleNamespace(**base)

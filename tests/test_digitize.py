@@ -46,8 +46,9 @@ def draw_synthetic_figure(path: Path) -> dict:
     fig.canvas.draw()
     height = fig.canvas.get_width_height()[1]
     x_ticks = [ax.transData.transform((v, 0.5))[0] - 0.5 for v in ax.get_xticks() if v in X_TICKS]
-    y_ticks = [height - ax.transData.transform((50, v))[1] - 0.5 for v in ax.get_yticks()
-               if any(np.isclose(v, Y_TICKS))]
+    y_ticks = [
+        height - ax.transData.transform((50, v))[1] - 0.5 for v in ax.get_yticks() if any(np.isclose(v, Y_TICKS))
+    ]
     fig.savefig(path)
     plt.close(fig)
     return {"x": sorted(x_ticks), "y": sorted(y_ticks)}

@@ -45,8 +45,11 @@ import gen_report  # noqa: E402
 
 
 def docs_extra_missing() -> str:
-    missing = [m for m in ("mkdocs", "material", "mkdocstrings_handlers.python", "latex2mathml")
-               if importlib.util.find_spec(m.split(".")[0]) is None]
+    missing = [
+        m
+        for m in ("mkdocs", "material", "mkdocstrings_handlers.python", "latex2mathml")
+        if importlib.util.find_spec(m.split(".")[0]) is None
+    ]
     return f"the docs extra is not installed ({', '.join(missing)}): pip install -e '.[docs]'" if missing else ""
 
 
@@ -56,8 +59,14 @@ def site(tmp_path_factory) -> Path:
         pytest.skip(docs_extra_missing())
     out = tmp_path_factory.mktemp("docs") / "site"
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr[-8000:]}"
     print(f"mkdocs build --strict: {time.monotonic() - start:.1f} s")
     return out
@@ -67,18 +76,34 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_build_has_every_page(site):
-    expected = ["index.html", "quickstart/index.html", "api/index.html", "hyperparameters/index.html",
-                *(f"integrations/{n}/index.html" for n in ("timm", "lightning", "huggingface", "fsdp", "keras")),
-                "harness/index.html", "harness/clusters/index.html", "performance/training/index.html",
-                "performance/sparse-inference/index.html", "report/index.html",
-                *(f"report/{e.slug}/index.html" for e in gen_report.EXPERIMENTS)]
+    expected = [
+        "index.html",
+        "quickstart/index.html",
+        "api/index.html",
+        "hyperparameters/index.html",
+        *(f"integrations/{n}/index.html" for n in ("timm", "lightning", "huggingface", "fsdp", "keras")),
+        "harness/index.html",
+        "harness/clusters/index.html",
+        "performance/training/index.html",
+        "performance/sparse-inference/index.html",
+        "report/index.html",
+        *(f"report/{e.slug}/index.html" for e in gen_report.EXPERIMENTS),
+    ]
     assert not [p for p in expected if not (site / p).is_file()]
 
 
 def test_api_reference_comes_from_the_docstrings(site):
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for needle in ("accumulator_init", "accumulator_seed", "layer_sparsity", "zero_counts", "SparsityCallback",
-                   "dense_1d_groups", "keras.optimizers.Optimizer", "Tuning, as the authors advise"):
+    for needle in (
+        "accumulator_init",
+        "accumulator_seed",
+        "layer_sparsity",
+        "zero_counts",
+        "SparsityCallback",
+        "dense_1d_groups",
+        "keras.optimizers.Optimizer",
+        "Tuning, as the authors advise",
+    ):
         assert needle in api, needle
     assert "<math" in api and ":math:" not in api, "the docstrings' math is rendered, not shown as reST"
 
@@ -132,8 +157,9 @@ def test_every_number_in_the_report_is_held_by_a_csv():
     results = ROOT / "results"
     pages = report_pages(results)
     assert len(pages) == len(gen_report.EXPERIMENTS) + 1
-    stray = {name: sorted({t for t in numbers_in(text) if not held_by_a_csv(t, results)})
-             for name, text in pages.items()}
+    stray = {
+        name: sorted({t for t in numbers_in(text) if not held_by_a_csv(t, results)}) for name, text in pages.items()
+    }
     assert not {k: v for k, v in stray.items() if v}, "numbers no CSV holds"
 
 
@@ -141,8 +167,12 @@ def test_the_number_check_sees_a_stray_number():
     results = ROOT / "results"
     page = report_pages(results)["report/keras-cnn-cifar10.md"]
     assert len(numbers_in(page)) > 300
-    assert numbers_in("`make 12` [ResNet-50 at 1.5](figures/a9.png) 0.7772 and −0.0134; 3") == ["1.5", "0.7772",
-                                                                                                  "0.0134", "3"]
+    assert numbers_in("`make 12` [ResNet-50 at 1.5](figures/a9.png) 0.7772 and −0.0134; 3") == [
+        "1.5",
+        "0.7772",
+        "0.0134",
+        "3",
+    ]
     assert held_by_a_csv("0.7772", results) and held_by_a_csv("0.777", results)
     assert not held_by_a_csv("0.98765", results) and not held_by_a_csv("123457", results)
 
@@ -151,8 +181,11 @@ def test_the_number_check_sees_a_stray_number():
 def results_copy(tmp_path) -> Path:
     """results/ without our VGG16 CSVs and figure, to add them in a test."""
     out = tmp_path / "results"
-    shutil.copytree(ROOT / "results", out, ignore=shutil.ignore_patterns("*vgg16_table*", "cifar10_vgg16_curves.csv",
-                                                                           "vgg16_curves.png", "bench", "*.md"))
+    shutil.copytree(
+        ROOT / "results",
+        out,
+        ignore=shutil.ignore_patterns("*vgg16_table*", "cifar10_vgg16_curves.csv", "vgg16_curves.png", "bench", "*.md"),
+    )
     return out
 
 
@@ -173,13 +206,29 @@ def fake_vgg16_curves(results: Path, epochs: int, off_by: float = 0.0) -> None:
     authors = pd.read_csv(results / "authors_vgg16_curves.csv")
     rows = []
     for label, optimizer, mu in (("SGD", "sgd", None), ("gRDA mu=0.51", "grda", 0.51), ("gRDA mu=0.7", "grda", 0.7)):
-        theirs = authors[(authors["optimizer"] == optimizer) & ((authors["mu"] == mu) if mu else authors["mu"].isna())
-                         & (authors["c"].fillna(0.0005) == 0.0005) & (authors["epoch"] <= epochs)]
+        theirs = authors[
+            (authors["optimizer"] == optimizer)
+            & ((authors["mu"] == mu) if mu else authors["mu"].isna())
+            & (authors["c"].fillna(0.0005) == 0.0005)
+            & (authors["epoch"] <= epochs)
+        ]
         for _, a in theirs.iterrows():
-            rows.append({"optimizer": label, "mu": mu, "c": 0.0005 if mu else 0.0, "seed": 1, "epoch": a["epoch"],
-                         "lr": 0.1, "train_loss": a["train_loss_mean"], "train_acc": 50.0,
-                         "test_loss": 1.0, "test_acc": a["test_acc_mean"], "sparsity": a["sparsity_mean"] + off_by,
-                         "initial_weights_sha256": "ab" * 32})
+            rows.append(
+                {
+                    "optimizer": label,
+                    "mu": mu,
+                    "c": 0.0005 if mu else 0.0,
+                    "seed": 1,
+                    "epoch": a["epoch"],
+                    "lr": 0.1,
+                    "train_loss": a["train_loss_mean"],
+                    "train_acc": 50.0,
+                    "test_loss": 1.0,
+                    "test_acc": a["test_acc_mean"],
+                    "sparsity": a["sparsity_mean"] + off_by,
+                    "initial_weights_sha256": "ab" * 32,
+                }
+            )
     pd.DataFrame(rows).to_csv(results / "cifar10_vgg16_curves.csv", index=False)
 
 
@@ -198,9 +247,17 @@ def test_report_with_our_vgg16_runs(results_copy):
 
 def test_report_status_follows_the_targets(results_copy):
     table = gen_report.comparison_table(["cifar10_wrn28x10"], gen_report.NO_RUNS)
-    done = table.assign(status="done", runs=1, epoch=table["paper epoch"], **{
-        "top-1 %": table["paper top-1 %"] + 0.2, "sparsity %": table["paper sparsity %"] - 0.5,
-        "Δ top-1": 0.2, "Δ sparsity": -0.5})
+    done = table.assign(
+        status="done",
+        runs=1,
+        epoch=table["paper epoch"],
+        **{
+            "top-1 %": table["paper top-1 %"] + 0.2,
+            "sparsity %": table["paper sparsity %"] - 0.5,
+            "Δ top-1": 0.2,
+            "Δ sparsity": -0.5,
+        },
+    )
     done.to_csv(results_copy / "cifar_table.csv", index=False)
     assert "reproduced" in status_line(report_pages(results_copy)["report/wrn28x10-cifar10.md"])
     done.loc[0, "Δ top-1"] = -0.7  # outside ±0.5
@@ -261,8 +318,8 @@ def visit_all(browser: str, site: Path, base: str, screenshots: dict):
             problems += [f"{url}: image not loaded: {src}" for src in facts["broken_images"]]
             ids[url] = set(facts["ids"])
             links |= {(url, href) for href in facts["links"] if href.startswith(base)}
-            if url[len(base):] in screenshots:
-                chromium.screenshot(ARTIFACTS / screenshots[url[len(base):]])
+            if url[len(base) :] in screenshots:
+                chromium.screenshot(ARTIFACTS / screenshots[url[len(base) :]])
     return problems, links, ids
 
 
@@ -291,12 +348,19 @@ def test_the_browser_check_sees_what_is_broken(browser, tmp_path):
     (tmp_path / "ok.html").write_text("<p id='here'>fine</p>")
     (tmp_path / "index.html").write_text(
         "<img src='missing.png'><script>console.error('boom')</script><a href='gone.html'>x</a>"
-        "<a href='ok.html#nowhere'>y</a><a href='ok.html#here'>z</a><script>undefined_function()</script>")
+        "<a href='ok.html#nowhere'>y</a><a href='ok.html#here'>z</a><script>undefined_function()</script>"
+    )
     problems, pages, links = check_site(browser, tmp_path)
     text = "\n".join(problems)
     assert pages == 2 and links == 3
-    for needle in ("console: boom", "undefined_function", "image not loaded", "404", "missing page: ",
-                   "missing anchor: "):
+    for needle in (
+        "console: boom",
+        "undefined_function",
+        "image not loaded",
+        "404",
+        "missing page: ",
+        "missing anchor: ",
+    ):
         assert needle in text, (needle, text)
     assert "#here" not in text
 
@@ -305,7 +369,9 @@ def test_the_browser_check_sees_what_is_broken(browser, tmp_path):
 def test_every_page_in_chromium(site, browser):
     start = time.monotonic()
     problems, pages, links = check_site(browser, site, SCREENSHOTS)
-    print(f"{pages} pages and {links} internal links checked in Chromium in {time.monotonic() - start:.1f} s; "
-          f"screenshots in {ARTIFACTS}")
+    print(
+        f"{pages} pages and {links} internal links checked in Chromium in {time.monotonic() - start:.1f} s; "
+        f"screenshots in {ARTIFACTS}"
+    )
     assert pages >= 20 and not problems, "\n".join(problems)
     assert all((ARTIFACTS / name).stat().st_size > 10_000 for name in SCREENSHOTS.values())

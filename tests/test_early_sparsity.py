@@ -12,9 +12,9 @@ import math
 
 import pytest
 
+from grda import closed_form_threshold
 from src import early_sparsity as es
 from src.errors import UserError
-from grda import closed_form_threshold
 
 # % zeros after epochs 1-5, mean of the authors' 10 runs per setting (1 - logged nonzeros / total), from
 # gRDA-Optimizer/directional_pruning/Figures/appendix/train_{cifar100,cifar10}/wrn28x10/*/grda_c0.001_mu0.501.txt.
@@ -23,8 +23,13 @@ AUTHORS_WRN = {
     "cifar10_wrn28x10": {1: 13.54, 2: 19.14, 3: 23.43, 4: 27.03, 5: 30.20},
 }
 EPOCHS = (1, 2, 3, 4, 5)
-PAPER_VARIANT = ["model.variant=zagoruyko", "model.init=kaiming_normal_fan_out", "model.final_bn_momentum=null",
-                 "data.normalization=own", "schedule.epoch_base=0"]
+PAPER_VARIANT = [
+    "model.variant=zagoruyko",
+    "model.init=kaiming_normal_fan_out",
+    "model.final_bn_momentum=null",
+    "data.normalization=own",
+    "schedule.epoch_base=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +79,8 @@ def test_zero_initialised_entries(wrn_predictions):
     bn_bias = sum(r.numel for r in pred.layers if r.kind == "BN bias")
     assert bn_bias == 8_976 and kinds["BN bias"].zero_start == kinds["BN bias"].numel
     assert pred.pooled(1, zero_start_counts=True) - pred.pooled(1) == pytest.approx(
-        100 * (bn_bias + 1) / pred.num_params, abs=100 * 2 / pred.num_params)  # (plus a stray exact-zero weight)
+        100 * (bn_bias + 1) / pred.num_params, abs=100 * 2 / pred.num_params
+    )  # (plus a stray exact-zero weight)
 
 
 def test_threshold_follows_the_schedule():
@@ -115,8 +121,12 @@ def test_vgg16_preset_matches_their_logs():
 
 
 def test_cli_prints_the_table(capsys):
-    assert es.main(["--experiment", "cifar10_keras_cnn", "--epochs", "1,10", "--per-layer",
-                    "optim.accumulator_init=uniform"]) == 0
+    assert (
+        es.main(
+            ["--experiment", "cifar10_keras_cnn", "--epochs", "1,10", "--per-layer", "optim.accumulator_init=uniform"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "5,000 steps per epoch" in out and "authors %" in out and "features.conv1.weight" in out
     assert es.main(["--experiment", "cifar10_keras_cnn", "optim=sgd"]) == 2
@@ -127,11 +137,13 @@ def test_cli_prints_the_table(capsys):
 
 def test_authors_csv_reader(tmp_path):
     path = tmp_path / "curves.csv"
-    path.write_text("dataset,model,optimizer,mu,c,lr,epoch,sparsity_mean\n"
-                    "cifar100,wrn28x10,grda,0.501,0.001,0.1,1,0.1353\n"
-                    "cifar100,wrn28x10,sgd,,,0.1,1,\n"
-                    "cifar100,wrn28x10,grda,0.55,0.001,0.1,1,0.1619\n"
-                    "cifar10,wrn28x10,grda,0.501,0.001,0.1,1,0.1354\n")
+    path.write_text(
+        "dataset,model,optimizer,mu,c,lr,epoch,sparsity_mean\n"
+        "cifar100,wrn28x10,grda,0.501,0.001,0.1,1,0.1353\n"
+        "cifar100,wrn28x10,sgd,,,0.1,1,\n"
+        "cifar100,wrn28x10,grda,0.55,0.001,0.1,1,0.1619\n"
+        "cifar10,wrn28x10,grda,0.501,0.001,0.1,1,0.1354\n"
+    )
     assert es.read_authors_csv(path, "cifar100", 0.501, 0.001) == {1: pytest.approx(13.53)}  # fractions -> %
     assert es.read_authors_csv(path, "cifar100", 0.6, 0.001) is None
     assert es.read_authors_csv(tmp_path / "missing.csv", "cifar100", 0.501, 0.001) is None

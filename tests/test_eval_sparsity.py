@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from src.eval_sparsity import checkpoint_sparsity
 from src.errors import CheckpointError
+from src.eval_sparsity import checkpoint_sparsity
 from tests.helpers import ROOT
 
 
@@ -55,8 +55,9 @@ def test_counts_match_direct_count(tmp_path, layout):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "src/eval_sparsity.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "src/eval_sparsity.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_table_and_json(tmp_path):

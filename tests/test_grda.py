@@ -141,7 +141,7 @@ def test_works_with_lr_scheduler():
     for _ in range(9):
         lr = opt.param_groups[0]["lr"]
         n += 1
-        want_tau += 0.1 * lr ** 1.1 * (n**0.6 - (n - 1) ** 0.6)
+        want_tau += 0.1 * lr**1.1 * (n**0.6 - (n - 1) ** 0.6)
         p.grad = torch.randn(20, dtype=torch.float64)
         opt.step()
         sched.step()
@@ -204,7 +204,7 @@ def test_bfloat16_parameters():
     p = torch.nn.Parameter(torch.randn(100, dtype=torch.bfloat16))
     opt = GRDA([p], lr=0.1, c=0.5, mu=0.7)
     a = p.detach().double().clone()
-    for n in range(1, 4):
+    for _ in range(3):
         g = torch.randn(100, dtype=torch.bfloat16)
         a -= 0.1 * g.double()
         p.grad = g
@@ -535,8 +535,12 @@ def test_accumulator_dtype_option():
                 p.grad = torch.zeros_like(p)
                 opt.step()
                 made[dtype, option, init] = opt.state[p]["accumulator"].dtype
-    want_fp32 = {torch.float64: torch.float64, torch.float32: torch.float32, torch.bfloat16: torch.float32,
-                 torch.float16: torch.float32}
+    want_fp32 = {
+        torch.float64: torch.float64,
+        torch.float32: torch.float32,
+        torch.bfloat16: torch.float32,
+        torch.float16: torch.float32,
+    }
     for (dtype, option, _), got in made.items():
         assert got == (want_fp32[dtype] if option == "fp32" else dtype), (dtype, option)
 
@@ -561,7 +565,8 @@ def test_bf16_state_dict_round_trip_keeps_float32_accumulators():
     opt2 = GRDA(resumed.parameters(), lr=1.0, c=0.0, mu=0.7)
     seen = []
     opt2.register_load_state_dict_pre_hook(
-        lambda o, sd: seen.extend(type(e["accumulator"]) for e in sd["state"].values()))
+        lambda o, sd: seen.extend(type(e["accumulator"]) for e in sd["state"].values())
+    )
     opt2.load_state_dict(saved["optim"])
     assert seen and all(t is torch.Tensor for t in seen)
     for key, q in enumerate(resumed.parameters()):
@@ -606,6 +611,7 @@ def test_old_bf16_accumulators_load_as_float32():
 def test_state_bytes_per_bf16_parameter():
     """The memory table of the README: bytes of state per parameter, for a bf16 model, after one step (tensors shaped
     like their parameter; AdamW's 0-d step counters are not counted)."""
+
     def bytes_per_parameter(make_opt) -> float:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)).bfloat16()
@@ -613,8 +619,12 @@ def test_state_bytes_per_bf16_parameter():
         model(torch.randn(8, 16).bfloat16()).square().mean().backward()
         opt.step()
         total = sum(p.numel() for p in model.parameters())
-        state = [t for p in model.parameters() for t in opt.state[p].values()
-                 if isinstance(t, torch.Tensor) and t.shape == p.shape]
+        state = [
+            t
+            for p in model.parameters()
+            for t in opt.state[p].values()
+            if isinstance(t, torch.Tensor) and t.shape == p.shape
+        ]
         return sum(t.numel() * t.element_size() for t in state) / total
 
     assert bytes_per_parameter(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)) == 2
@@ -644,6 +654,7 @@ def test_state_lives_on_the_optimizer_from_construction():
 def test_step_compiled_from_the_first_call_equals_eager():
     """opt.step compiled by torch.compile from its first call keeps its state and gives the eager weights, bit for bit
     (with c > 0, an accumulator restarted at every compiled step left them 0.02 off after 6 steps, the state empty)."""
+
     def make():
         torch.manual_seed(0)
         return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
@@ -673,8 +684,11 @@ def test_step_compiled_from_the_first_call_equals_eager():
 def test_a_rejected_param_group_is_not_added():
     p, q = torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(3))
     opt = GRDA([p], lr=0.1, c=0.1, mu=0.6)
-    for bad, match in (({"c": -1.0}, "c must be >= 0"), ({"accumulator_dtype": "bf16"}, "accumulator_dtype"),
-                       ({"lr": 0.0}, "learning rate")):
+    for bad, match in (
+        ({"c": -1.0}, "c must be >= 0"),
+        ({"accumulator_dtype": "bf16"}, "accumulator_dtype"),
+        ({"lr": 0.0}, "learning rate"),
+    ):
         with pytest.raises(ValueError, match=match):
             opt.add_param_group({"params": [q], **bad})
         assert len(opt.param_groups) == 1
@@ -689,6 +703,7 @@ def test_a_rejected_param_group_is_not_added():
 def test_a_state_dict_of_reordered_groups_is_refused(impl):
     """Same group sizes, other shapes: a ValueError before anything changes (the CPU kernel used to read past the
     accumulators: a segfault or a hang)."""
+
     def params():
         torch.manual_seed(0)
         return [torch.nn.Parameter(torch.randn(s)) for s in ((4, 8), (4,), (8, 3), (3,))]

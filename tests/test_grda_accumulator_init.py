@@ -48,8 +48,18 @@ def test_uniform_start_matches_closed_form(impl):
     grads = [[rng.normal(scale=0.2, size=s) for s in shapes] for _ in range(25)]
     lr, c, mu, bound, seed = 0.05, 0.3, 0.6, 0.1, 7
     dtype = torch.float64 if impl != "fused" else torch.float32
-    params, _ = train(shapes, grads, dtype=dtype, lr=lr, c=c, mu=mu, impl=impl, accumulator_init="uniform",
-                      accumulator_range=bound, accumulator_seed=seed)
+    params, _ = train(
+        shapes,
+        grads,
+        dtype=dtype,
+        lr=lr,
+        c=c,
+        mu=mu,
+        impl=impl,
+        accumulator_init="uniform",
+        accumulator_range=bound,
+        accumulator_seed=seed,
+    )
     for i, (p, s) in enumerate(zip(params, shapes)):
         want = numpy_closed_form(documented_start(s, bound, seed + i), [g[i] for g in grads], lr, c, mu)
         tol = 1e-12 if dtype == torch.float64 else 2e-6
@@ -66,8 +76,9 @@ def test_uniform_start_on_cuda_matches_closed_form(impl):
     grads = [[rng.normal(scale=0.2, size=s) for s in shapes] for _ in range(20)]
     lr, c, mu, bound, seed = 0.05, 0.3, 0.6, 0.1, 11
     params = [torch.nn.Parameter(torch.randn(s, device="cuda")) for s in shapes]
-    opt = GRDA(params, lr=lr, c=c, mu=mu, impl=impl, accumulator_init="uniform", accumulator_range=bound,
-               accumulator_seed=seed)
+    opt = GRDA(
+        params, lr=lr, c=c, mu=mu, impl=impl, accumulator_init="uniform", accumulator_range=bound, accumulator_seed=seed
+    )
     for step_grads in grads:
         for p, g in zip(params, step_grads):
             p.grad = torch.tensor(g, dtype=torch.float32, device="cuda")
@@ -96,8 +107,15 @@ def test_initial_weights_do_not_matter_and_weights_start_does():
 
 @pytest.mark.slow
 def test_uniform_start_range_and_independence():
-    params, opt = train([(200, 100), (200, 100)], [[np.zeros((200, 100))] * 2], lr=1e-8, c=0.0, mu=0.7,
-                        accumulator_init="uniform", accumulator_range=0.25)
+    params, opt = train(
+        [(200, 100), (200, 100)],
+        [[np.zeros((200, 100))] * 2],
+        lr=1e-8,
+        c=0.0,
+        mu=0.7,
+        accumulator_init="uniform",
+        accumulator_range=0.25,
+    )
     a, b = (opt.state[p]["accumulator"] for p in params)
     for acc in (a, b):
         assert acc.min() >= -0.25 and acc.max() < 0.25
@@ -109,8 +127,14 @@ def test_position_counts_across_groups():
     shapes = [(5, 5), (7,)]
     grads = [[np.zeros(s) for s in shapes]]
     params = [torch.nn.Parameter(torch.zeros(s, dtype=torch.float64)) for s in shapes]
-    opt = GRDA([{"params": [params[0]]}, {"params": [params[1]]}], lr=0.1, c=0.0, mu=0.7,
-               accumulator_init="uniform", accumulator_seed=3)
+    opt = GRDA(
+        [{"params": [params[0]]}, {"params": [params[1]]}],
+        lr=0.1,
+        c=0.0,
+        mu=0.7,
+        accumulator_init="uniform",
+        accumulator_seed=3,
+    )
     for p, g in zip(params, grads[0]):
         p.grad = torch.tensor(g)
     opt.step()

@@ -282,10 +282,18 @@ def test_portable_loop_matches_literal_formula(tmp_path):
     def pointers(tensors):
         return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
-    lib.grda_update_f32(ctypes.c_int64(len(sizes)), pointers([t[0] for t in ours]), pointers([t[1] for t in ours]),
-                        pointers(grads), (ctypes.c_int64 * len(sizes))(*sizes), ctypes.c_float(0.1),
-                        ctypes.c_float(0.5), ctypes.c_int(0), ctypes.c_int(1))
-    for (w, a, _), (w_ref, a_ref, _), g in zip(ours, ref, grads):
+    lib.grda_update_f32(
+        ctypes.c_int64(len(sizes)),
+        pointers([t[0] for t in ours]),
+        pointers([t[1] for t in ours]),
+        pointers(grads),
+        (ctypes.c_int64 * len(sizes))(*sizes),
+        ctypes.c_float(0.1),
+        ctypes.c_float(0.5),
+        ctypes.c_int(0),
+        ctypes.c_int(1),
+    )
+    for (w, _, _), (w_ref, a_ref, _), g in zip(ours, ref, grads):
         literal_step(w_ref, a_ref, g, 0.1, 0.5)
         torch.testing.assert_close(w, w_ref, rtol=0, atol=1e-6)
         assert torch.equal(w == 0, w_ref == 0)

@@ -24,8 +24,10 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 needs_triton = pytest.mark.skipif(not cuda_kernel.triton_installed(), reason="this PyTorch build has no Triton")
 
 # (parameter dtype, accumulator dtype) pairs the kernel takes; tolerances: see the interpreter test
-CASES = "[(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32), " \
-        "(torch.float16, torch.float16), (torch.float16, torch.float32)]"
+CASES = (
+    "[(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32), "
+    "(torch.float16, torch.float16), (torch.float16, torch.float32)]"
+)
 
 INTERPRETED = textwrap.dedent(
     """
@@ -170,8 +172,16 @@ def test_supports_only_cuda_tensors_of_one_dtype_and_layout():
 
 @needs_cuda
 @needs_triton
-@pytest.mark.parametrize("dtype,option", [(torch.float32, "fp32"), (torch.bfloat16, "fp32"), (torch.bfloat16, "param"),
-                                          (torch.float16, "fp32"), (torch.float16, "param")])
+@pytest.mark.parametrize(
+    "dtype,option",
+    [
+        (torch.float32, "fp32"),
+        (torch.bfloat16, "fp32"),
+        (torch.bfloat16, "param"),
+        (torch.float16, "fp32"),
+        (torch.float16, "param"),
+    ],
+)
 def test_fused_cuda_path_matches_reference_and_is_auto(dtype, option):
     torch.manual_seed(0)
     shapes = [(64, 32, 3, 3), (64,), (10, 5000), (3,)]
@@ -222,7 +232,7 @@ def test_fused_cuda_path_follows_new_gradient_addresses():
     q = torch.nn.Parameter(p.detach().clone())
     opt, ref = GRDA([p], lr=0.1, c=0.1, mu=0.6, impl="fused"), GRDA([q], lr=0.1, c=0.1, mu=0.6, impl="reference")
     keep = []
-    for step in range(5):
+    for _ in range(5):
         g = torch.randn(10000, device="cuda")
         keep.append(torch.empty(12345, device="cuda"))  # shift the allocator so addresses change
         p.grad, q.grad = g.clone(), g.clone()

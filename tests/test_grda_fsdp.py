@@ -24,8 +24,9 @@ from grda import GRDA
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                       reason="needs torch.distributed with gloo"),
+    pytest.mark.skipif(
+        not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo"
+    ),
 ]
 
 WORLD = 2
@@ -89,11 +90,10 @@ def _no_gather(*args, **kwargs):
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
-
-    import torch.distributed.checkpoint as dcp
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
@@ -228,7 +228,8 @@ def test_fsdp2_sharded_grda_matches_one_process(tmp_path):
     for r in ranks:
         for name in ("fsdp_bf16", "ddp_bf16"):
             for n, p in model.named_parameters():
-                torch.testing.assert_close(r[name][n].float(), p.detach().float(), rtol=2**-7, atol=2**-9,
-                                           msg=f"{name} {n}")
+                torch.testing.assert_close(
+                    r[name][n].float(), p.detach().float(), rtol=2**-7, atol=2**-9, msg=f"{name} {n}"
+                )
     for n in ranks[0]["ddp_bf16"]:
         assert torch.equal(ranks[0]["ddp_bf16"][n], ranks[1]["ddp_bf16"][n]), "DDP ranks agree"

@@ -36,17 +36,35 @@ class TinyDataset(torch.utils.data.Dataset):
 def tiny_bert(seed: int):
     torch.manual_seed(seed)
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=16, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return transformers.BertForSequenceClassification(config)
 
 
 def arguments(out):
     return transformers.TrainingArguments(
-        output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=8, save_strategy="steps",
-        save_steps=SAVE_AT, logging_strategy="no", report_to=[], use_cpu=True, seed=7, data_seed=7,
-        dataloader_num_workers=0, disable_tqdm=True, weight_decay=0.0, lr_scheduler_type="constant",
+        output_dir=str(out),
+        max_steps=STEPS,
+        per_device_train_batch_size=8,
+        save_strategy="steps",
+        save_steps=SAVE_AT,
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=7,
+        data_seed=7,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
         learning_rate=LR,
     )
 

@@ -5,9 +5,9 @@ w_n = S_{tau_n}(w_0 - lr * sum_k g_k), tau_n = c * sqrt(lr) * (n * lr) ** mu, an
 for model.fit on linear regression), against the PyTorch optimizer grda.GRDA (including an
 lr change mid-run), against keras.optimizers.SGD for c = 0, and through model.save / load_model.
 The same closed-form and model.fit checks run on every other installed backend in a child process. Also
-bfloat16/float16 variables (float32 accumulators) and a 1-epoch run of scripts/analysis/keras_cifar10_cnn.py on a generated
-folder. What needs an absent framework (the PyTorch optimizer, the harness) is skipped: `make test` also runs this
-file with KERAS_BACKEND=tensorflow in a torch-free environment (.venv-tf).
+bfloat16/float16 variables (float32 accumulators) and a 1-epoch run of scripts/analysis/keras_cifar10_cnn.py on a
+generated folder. What needs an absent framework (the PyTorch optimizer, the harness) is skipped: `make test` also
+runs this file with KERAS_BACKEND=tensorflow in a torch-free environment (.venv-tf).
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ MARGIN = 1e-4  # entries with | |a| - tau | below this may round either way in f
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 if keras.backend.backend() != os.environ["KERAS_BACKEND"]:
-    pytest.skip(f"keras was imported earlier with the {keras.backend.backend()} backend, not "
-                f"{os.environ['KERAS_BACKEND']}", allow_module_level=True)
+    pytest.skip(
+        f"keras was imported earlier with the {keras.backend.backend()} backend, not {os.environ['KERAS_BACKEND']}",
+        allow_module_level=True,
+    )
 BACKEND = keras.backend.backend()
 
 
@@ -120,7 +122,7 @@ def check_fit_recurrence(lr: float = 0.05, c: float = 0.3, mu: float = 0.6, epoc
     tau, n = 0.0, 0
     for _ in range(epochs):
         for start in range(0, n_samples, batch):
-            xb, tb = x[start:start + batch], t[start:start + batch]
+            xb, tb = x[start : start + batch], t[start : start + batch]
             residual = 2.0 * (xb @ kernel + bias - tb) / (len(xb) * k)  # d(mean squared error)/d(output)
             grads = [xb.T @ residual, residual.sum(axis=0)]
             n += 1
@@ -197,7 +199,6 @@ def test_pruned_weights_are_positive_zero():
     assert check_positive_zeros() >= 120
 
 
-
 @pytest.mark.parametrize("lr, c, mu", [(0.1, 1.0, 0.51), (0.05, 2.0, 0.7), (0.5, 0.2, 0.55)])
 def test_matches_closed_form(lr, c, mu):
     zeros = check_closed_form(lr, c, mu)
@@ -251,8 +252,9 @@ def check_gradient_accumulation() -> None:
 def test_harness_does_not_import_keras():
     needs("torch", "hydra")
     code = "import sys\nimport grda, src.optimizers, src.train\ngrda.GRDA\nassert 'keras' not in sys.modules\n"
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -309,9 +311,14 @@ def test_param_dtype_accumulator_loses_small_updates(fp32_regression_loss):
 def test_accumulator_dtypes():
     from grda.keras import accumulator_dtype
 
-    for variable, option, want in [("bfloat16", "fp32", "float32"), ("float16", "fp32", "float32"),
-                                   ("float32", "fp32", "float32"), ("float64", "fp32", "float64"),
-                                   ("bfloat16", "param", "bfloat16"), ("float16", "param", "float16")]:
+    for variable, option, want in [
+        ("bfloat16", "fp32", "float32"),
+        ("float16", "fp32", "float32"),
+        ("float32", "fp32", "float32"),
+        ("float64", "fp32", "float64"),
+        ("bfloat16", "param", "bfloat16"),
+        ("float16", "param", "float16"),
+    ]:
         assert accumulator_dtype(variable, option) == want, (variable, option)
     v = keras.Variable(np.ones(3, "float32"), dtype="bfloat16")
     opt = GRDA(accumulator_dtype="param")
@@ -325,8 +332,13 @@ def test_bf16_model_state_survives_save_and_load(tmp_path):
     x = rng.normal(size=(16, 5)).astype("float32")
     y = rng.normal(size=(16, 3)).astype("float32")
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="tanh", dtype="bfloat16"),
-                              keras.layers.Dense(3, dtype="bfloat16")])
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(8, activation="tanh", dtype="bfloat16"),
+            keras.layers.Dense(3, dtype="bfloat16"),
+        ]
+    )
     model.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6), loss="mse")
     model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     model.save(tmp_path / "m.keras")
@@ -415,8 +427,11 @@ def test_c_zero_equals_sgd():
 # ---------------------------------------------------------------- (d) save / load_model
 
 
-@pytest.mark.parametrize("start", [{}, dict(accumulator_init="uniform", accumulator_range=0.2, accumulator_seed=5)],
-                         ids=["weights", "uniform"])
+@pytest.mark.parametrize(
+    "start",
+    [{}, dict(accumulator_init="uniform", accumulator_range=0.2, accumulator_seed=5)],
+    ids=["weights", "uniform"],
+)
 def test_state_survives_save_and_load(tmp_path, start):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 5)).astype("float32")
@@ -445,7 +460,7 @@ def test_state_survives_save_and_load(tmp_path, start):
     fresh.compile(optimizer=GRDA(learning_rate=0.05, c=0.3, mu=0.6, **start), loss="mse")
     for start in range(0, 16, 4):
         for m in (model, loaded, fresh):
-            m.train_on_batch(x[start:start + 4], y[start:start + 4])
+            m.train_on_batch(x[start : start + 4], y[start : start + 4])
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh.get_weights()))
@@ -529,8 +544,9 @@ def test_other_backend(backend):
         "print('ok', t.keras.backend.backend())\n"
     )
     env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"ok {backend}" in proc.stdout
 
@@ -553,7 +569,9 @@ def make_png_folder(root: Path, n_train: int, n_test: int) -> None:
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("keras_cifar10_cnn", REPO / "scripts" / "analysis" / "keras_cifar10_cnn.py")
+    spec = importlib.util.spec_from_file_location(
+        "keras_cifar10_cnn", REPO / "scripts" / "analysis" / "keras_cifar10_cnn.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -565,8 +583,22 @@ def test_cifar10_script_one_epoch(tmp_path, capsys):
     make_png_folder(tmp_path / "cifar", n_train=4, n_test=2)  # 3 classes of 32x32 PNGs
     out = tmp_path / "log.csv"
     script = _load_script()
-    rc = script.main(["--data-root", str(tmp_path / "cifar"), "--epochs", "1", "--batch-size", "4",
-                      "--train-subset", "9", "--c", "0.05", "--out", str(out)])
+    rc = script.main(
+        [
+            "--data-root",
+            str(tmp_path / "cifar"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--train-subset",
+            "9",
+            "--c",
+            "0.05",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     with out.open() as f:
         rows = list(csv.DictReader(f))
@@ -587,8 +619,24 @@ def test_cifar10_script_keras_baseline_with_softmax_output(tmp_path, capsys):
     make_png_folder(tmp_path / "cifar", n_train=4, n_test=2)
     out = tmp_path / "log.csv"
     script = _load_script()
-    rc = script.main(["--data-root", str(tmp_path / "cifar"), "--epochs", "1", "--batch-size", "4",
-                      "--optimizer", "adam", "--lr", "0.01", "--output", "softmax", "--out", str(out)])
+    rc = script.main(
+        [
+            "--data-root",
+            str(tmp_path / "cifar"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--output",
+            "softmax",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     with out.open() as f:
         (row,) = list(csv.DictReader(f))
@@ -616,10 +664,11 @@ def test_uniform_start_matches_closed_form():
     lr, c, mu, bound, seed, steps = 0.05, 0.4, 0.6, 0.1, 5, 8
     rng = np.random.default_rng(3)
     variables = [keras.Variable(rng.normal(scale=5.0, size=s).astype("float32")) for s in SHAPES]
-    opt = GRDA(learning_rate=lr, c=c, mu=mu, accumulator_init="uniform", accumulator_range=bound,
-               accumulator_seed=seed)
-    starts = [(2 * np.random.default_rng(seed + i).random(s, dtype=np.float32) - 1).astype(np.float64) * bound
-              for i, s in enumerate(SHAPES)]
+    opt = GRDA(learning_rate=lr, c=c, mu=mu, accumulator_init="uniform", accumulator_range=bound, accumulator_seed=seed)
+    starts = [
+        (2 * np.random.default_rng(seed + i).random(s, dtype=np.float32) - 1).astype(np.float64) * bound
+        for i, s in enumerate(SHAPES)
+    ]
     sums = [np.zeros(s) for s in SHAPES]
     for n in range(1, steps + 1):
         grads = [rng.normal(scale=0.1, size=s) for s in SHAPES]
@@ -637,7 +686,11 @@ def test_uniform_start_in_config_and_validated():
     assert again.accumulator_dtype == "fp32"
     param = keras.optimizers.deserialize(keras.optimizers.serialize(GRDA(accumulator_dtype="param")))
     assert param.accumulator_dtype == "param"
-    for kwargs in (dict(accumulator_init="normal"), dict(accumulator_range=0), dict(accumulator_seed=-2),
-                   dict(accumulator_dtype="bf16")):
+    for kwargs in (
+        dict(accumulator_init="normal"),
+        dict(accumulator_range=0),
+        dict(accumulator_seed=-2),
+        dict(accumulator_dtype="bf16"),
+    ):
         with pytest.raises(ValueError, match="accumulator_"):
             GRDA(**kwargs)

@@ -13,12 +13,13 @@ import torch
 
 L = pytest.importorskip("lightning")
 
-import grda  # noqa: E402
-from grda import GRDA  # noqa: E402
-from grda.lightning import SparsityCallback  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
+
+import grda  # noqa: E402
+from grda import GRDA  # noqa: E402
+from grda.lightning import SparsityCallback  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "optim" / "examples" / "lightning_example.py"
 pytestmark = [
@@ -37,9 +38,16 @@ def example():
 
 def trainer(root: Path, epochs: int, callbacks=(), logger=False) -> "L.Trainer":
     return L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, callbacks=list(callbacks),
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=any(
-            isinstance(c, ModelCheckpoint) for c in callbacks), default_root_dir=root, deterministic=True,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=list(callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        default_root_dir=root,
+        deterministic=True,
     )
 
 

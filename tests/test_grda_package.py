@@ -52,11 +52,18 @@ def accumulators_half_negative_under_threshold(dtype=torch.float32):
     return out
 
 
-@pytest.mark.parametrize("impl,dtype", [
-    ("auto", torch.float32), ("fused", torch.float32), ("foreach", torch.float32), ("reference", torch.float32),
-    ("foreach", torch.bfloat16), ("reference", torch.float64),
-    pytest.param("compiled", torch.float32, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "impl,dtype",
+    [
+        ("auto", torch.float32),
+        ("fused", torch.float32),
+        ("foreach", torch.float32),
+        ("reference", torch.float32),
+        ("foreach", torch.bfloat16),
+        ("reference", torch.float64),
+        pytest.param("compiled", torch.float32, marks=pytest.mark.slow),
+    ],
+)
 def test_pruned_weights_are_positive_zero_in_every_implementation(impl, dtype):
     base = accumulators_half_negative_under_threshold(dtype)
     params = [torch.nn.Parameter(b.clone()) for b in base]
@@ -82,15 +89,25 @@ def test_reference_formula_is_canonical():
 
 # ---------------------------------------------------------------- per-optimizer caches
 
-GROUPS = [dict(lr=0.1, c=0.5, mu=0.51), dict(lr=0.05, c=1.0, mu=0.6), dict(lr=0.2, c=0.1, mu=0.7),
-          dict(lr=0.1, c=0.0, mu=0.55), dict(lr=0.02, c=2.0, mu=0.9)]
+GROUPS = [
+    dict(lr=0.1, c=0.5, mu=0.51),
+    dict(lr=0.05, c=1.0, mu=0.6),
+    dict(lr=0.2, c=0.1, mu=0.7),
+    dict(lr=0.1, c=0.0, mu=0.55),
+    dict(lr=0.02, c=2.0, mu=0.9),
+]
 
 
 def _optimizer(which: int):
     """Optimizer ``which`` (0 or 1) with five groups of two fp32 tensors each: what the fused CPU kernel takes."""
     g = torch.Generator().manual_seed(10 + which)
-    params = [[torch.nn.Parameter(torch.randn(40 + 3 * i + which, 7, generator=g)),
-               torch.nn.Parameter(torch.randn(9 + i, generator=g))] for i in range(len(GROUPS))]
+    params = [
+        [
+            torch.nn.Parameter(torch.randn(40 + 3 * i + which, 7, generator=g)),
+            torch.nn.Parameter(torch.randn(9 + i, generator=g)),
+        ]
+        for i in range(len(GROUPS))
+    ]
     opt = GRDA([dict(params=ps, **hp) for ps, hp in zip(params, GROUPS)], impl="fused")
     return [p for ps in params for p in ps], opt
 
@@ -223,8 +240,10 @@ def test_sparsity_helpers_count_exact_zeros():
 
 @pytest.mark.slow
 def test_import_grda_is_light_and_versioned():
-    code = ("import sys, grda\nassert 'torch' not in sys.modules, 'import grda imported torch'\n"
-            "from grda import GRDA\nassert 'torch' in sys.modules\nprint(grda.__version__)")
+    code = (
+        "import sys, grda\nassert 'torch' not in sys.modules, 'import grda imported torch'\n"
+        "from grda import GRDA\nassert 'torch' in sys.modules\nprint(grda.__version__)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == grda.__version__ == importlib.metadata.version("grda")
@@ -348,8 +367,14 @@ def test_wheel_runs_a_step_without_the_harness(installed_wheel, tmp_path):
     _, target, base = installed_wheel
     site = site_view(tmp_path, HARNESS)
     env = {**os.environ, "GRDA_KERNEL_CACHE": str(tmp_path / "kernel-cache")}  # built anew from the wheel's source
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", ISOLATED_STEP, str(target), str(site)], cwd=base,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", ISOLATED_STEP, str(target), str(site)],
+        cwd=base,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith(f"OK {grda.__version__}")
     assert list((tmp_path / "kernel-cache").glob("grda_cpu_*.so"))
@@ -361,7 +386,12 @@ def test_keras_class_imports_and_runs_without_torch(installed_wheel, tmp_path):
         pytest.skip("needs keras and jax (the keras and jax extras)")
     _, target, base = installed_wheel
     site = site_view(tmp_path, HARNESS + ("torch", "functorch", "triton"))
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", KERAS_WITHOUT_TORCH, str(target), str(site)], cwd=base,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", KERAS_WITHOUT_TORCH, str(target), str(site)],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().startswith("OK keras jax")

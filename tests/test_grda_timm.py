@@ -10,10 +10,11 @@ import torch
 
 timm = pytest.importorskip("timm")
 
+from timm.optim import create_optimizer_v2, list_optimizers  # noqa: E402
+
 import grda  # noqa: E402
 import grda.timm  # noqa: E402
 from grda import GRDA  # noqa: E402
-from timm.optim import create_optimizer_v2, list_optimizers  # noqa: E402
 
 
 def small_model():

@@ -43,8 +43,19 @@ def test_registry_lists_builtin_models():
         (cfg(name="vgg16", batch_norm=True), 10, (3, 32, 32), 15_245_130 + 2 * 4_224),  # BN: 2 per conv channel
         (cfg(name="vgg16"), 100, (3, 32, 32), 14_714_688 + 525_312 + 51_300),
     ],
-    ids=["keras_cnn", "lenet5", "mlp", "mlp-linear", "wrn-28-10", "wrn-28-10-nobias", "wrn-28-10-authors", "resnet50",
-         "vgg16", "vgg16-bn", "vgg16-100"],
+    ids=[
+        "keras_cnn",
+        "lenet5",
+        "mlp",
+        "mlp-linear",
+        "wrn-28-10",
+        "wrn-28-10-nobias",
+        "wrn-28-10-authors",
+        "resnet50",
+        "vgg16",
+        "vgg16-bn",
+        "vgg16-100",
+    ],
 )
 def test_parameter_counts(model_cfg, num_classes, input_shape, expected):
     assert n_params(build_model(model_cfg, num_classes, input_shape)) == expected
@@ -65,8 +76,19 @@ def test_parameter_counts(model_cfg, num_classes, input_shape, expected):
         (cfg(name="vgg16", batch_norm=True), (3, 64, 48)),
         (cfg(name="vgg16"), (1, 32, 32)),
     ],
-    ids=["keras_cnn", "keras_cnn-mnist", "lenet5", "lenet5-cifar", "mlp", "wrn-10-1", "wrn-10-1-authors", "resnet50",
-         "vgg16", "vgg16-bn-64x48", "vgg16-gray"],
+    ids=[
+        "keras_cnn",
+        "keras_cnn-mnist",
+        "lenet5",
+        "lenet5-cifar",
+        "mlp",
+        "wrn-10-1",
+        "wrn-10-1-authors",
+        "resnet50",
+        "vgg16",
+        "vgg16-bn-64x48",
+        "vgg16-gray",
+    ],
 )
 def test_forward_shape(model_cfg, input_shape):
     torch.manual_seed(0)
@@ -130,13 +152,14 @@ def test_wrn_variants_place_stride_and_shortcut():
         assert (block.conv1.stride, block.conv2.stride, block.shortcut.stride) == (*strides, (2, 2))
         seen = {}
 
-        def keep(key):
+        def keep(key, store):
             def hook(module, inputs, output):
-                seen.setdefault(key, inputs[0].clone())  # returns None: the output is left alone
+                store.setdefault(key, inputs[0].clone())  # returns None: the output is left alone
+
             return hook
 
-        block.shortcut.register_forward_hook(keep("x"))
-        block.register_forward_hook(keep("block_in"))
+        block.shortcut.register_forward_hook(keep("x", seen))
+        block.register_forward_hook(keep("block_in", seen))
         model.eval()
         with torch.no_grad():
             model(torch.randn(2, 3, 32, 32))
@@ -187,11 +210,14 @@ def test_wrn_final_bn_momentum():
     assert others and all(m.momentum == pytest.approx(0.1) for m in others)
 
 
-@pytest.mark.parametrize("override, match", [
-    (dict(variant="meliketoy"), "model.variant"),
-    (dict(init="xavier"), "model.init"),
-    (dict(final_bn_momentum=1.5), "final_bn_momentum"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (dict(variant="meliketoy"), "model.variant"),
+        (dict(init="xavier"), "model.init"),
+        (dict(final_bn_momentum=1.5), "final_bn_momentum"),
+    ],
+)
 def test_wrn_bad_options(override, match):
     with pytest.raises(UserError, match=match):
         _wrn(**override)
@@ -212,7 +238,7 @@ def test_vgg16_structure_and_init():
         assert torch.count_nonzero(conv.bias) == 0
         assert conv.weight.std().item() == pytest.approx((2.0 / (9 * conv.out_channels)) ** 0.5, rel=0.1)
     for lin in linears:  # PyTorch defaults: U(+-1/sqrt(fan_in)), bias included
-        bound = 1.0 / lin.in_features ** 0.5
+        bound = 1.0 / lin.in_features**0.5
         assert lin.weight.abs().max() <= bound and 0 < lin.bias.abs().max() <= bound
     bn = build_model(cfg(name="vgg16", batch_norm=True, dropout=0.0), 10, (3, 32, 32))
     assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 13
@@ -230,12 +256,15 @@ def test_vgg16_torch_default_init_and_errors():
         build_model(cfg(name="vgg16", init="xavier"), 10, (3, 32, 32))
 
 
-@pytest.mark.parametrize("name, override", [
-    ("mlp", dict(init="torch_default")),
-    ("resnet50", dict(variant="authors")),
-    ("keras_cnn", dict(final_bn_momentum=0.9)),
-    ("vgg16", dict(variant="authors")),
-])
+@pytest.mark.parametrize(
+    "name, override",
+    [
+        ("mlp", dict(init="torch_default")),
+        ("resnet50", dict(variant="authors")),
+        ("keras_cnn", dict(final_bn_momentum=0.9)),
+        ("vgg16", dict(variant="authors")),
+    ],
+)
 def test_model_specific_options_refused_elsewhere(name, override):
     with pytest.raises(UserError, match=f"model.{next(iter(override))}="):
         build_model(cfg(name=name, **override), 10, (3, 32, 32))

@@ -15,7 +15,9 @@ from tests.helpers import summary, train
 
 
 def gmp_cfg(**kw):
-    base = dict(name="gmp", final_sparsity=0.8, initial_sparsity=0.0, start_fraction=0.1, end_fraction=0.5, frequency=10)
+    base = dict(
+        name="gmp", final_sparsity=0.8, initial_sparsity=0.0, start_fraction=0.1, end_fraction=0.5, frequency=10
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 

@@ -44,7 +44,9 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["train_step:1:20", "train_step:3:7", "eval:2:1", "checkpoint_write:2", "checkpoint_write:4"])
+@pytest.mark.parametrize(
+    "fault", ["train_step:1:20", "train_step:3:7", "eval:2:1", "checkpoint_write:2", "checkpoint_write:4"]
+)
 def test_kill_anywhere_then_same_command_resumes_bit_identically(tmp_path, uninterrupted, fault):
     killed = train(tmp_path, *COMMON, env={"GRDA_FAULT": fault}, check=False)
     assert killed.returncode == -9, killed.stderr
@@ -108,8 +110,9 @@ def test_atomic_save_gives_the_mode_the_umask_gives(tmp_path, umask):
 def test_divergence_stops_with_step_and_epoch_and_keeps_checkpoint(tmp_path):
     train(tmp_path, "trainer.epochs=2")
     before = (tmp_path / "checkpoint.pth").read_bytes()
-    proc = train(tmp_path, "trainer.epochs=4", "optim.lr=1e30", "optim.c=0", "trainer.allow_config_change=true",
-                 check=False)
+    proc = train(
+        tmp_path, "trainer.epochs=4", "optim.lr=1e30", "optim.c=0", "trainer.allow_config_change=true", check=False
+    )
     assert proc.returncode == 2
     assert re.search(r"non-finite at step \d+ \(epoch 3\)", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -128,12 +131,28 @@ def test_allowed_config_change_takes_effect(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_dead_rank_fails_fast_naming_the_rank(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "src/train.py", f"hydra.run.dir={tmp_path}", "trainer.epochs=3", "trainer.progress=false",
-           "trainer.device=cpu", "trainer.threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "src/train.py",
+        f"hydra.run.dir={tmp_path}",
+        "trainer.epochs=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+    ]
     start = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "GRDA_FAULT": "train_step:2:5@1"})
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "GRDA_FAULT": "train_step:2:5@1"},
+    )
     elapsed = time.time() - start
     assert proc.returncode != 0
     assert elapsed < 60 + 30, elapsed  # start-up included
@@ -146,12 +165,29 @@ def test_ddp_dead_rank_fails_fast_naming_the_rank(tmp_path):
 def test_ddp_nonfinite_loss_on_one_rank_stops_every_rank_at_once(tmp_path):
     """Rank 1 alone sees a NaN loss at global step 50, a logging step (epoch 2, step 5 of 45): both ranks stop with
     the same one line at that check, not rank 0 waiting out the DDP timeout in its next collective."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
-           "src/train.py", f"hydra.run.dir={tmp_path}", "trainer.epochs=3", "trainer.progress=false",
-           "trainer.device=cpu", "trainer.threads=1", "trainer.ddp_timeout_s=150"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29541",
+        "src/train.py",
+        f"hydra.run.dir={tmp_path}",
+        "trainer.epochs=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+        "trainer.ddp_timeout_s=150",
+    ]
     start = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "GRDA_FAULT": "nan_loss:2:5@1"})
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "GRDA_FAULT": "nan_loss:2:5@1"},
+    )
     elapsed = time.time() - start
     assert proc.returncode != 0
     line = "error: the training loss became non-finite at step 50 (epoch 2) on rank 1; the run stopped"
@@ -183,8 +219,14 @@ def test_unknown_names_list_the_choices(tmp_path, group):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override,fragment", [("trainer.epochs=ten", "trainer.epochs"), ("optim.lr=fast", "optim.lr"),
-                                               ("trainer.nonsense=1", "trainer.nonsense")])
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("trainer.epochs=ten", "trainer.epochs"),
+        ("optim.lr=fast", "optim.lr"),
+        ("trainer.nonsense=1", "trainer.nonsense"),
+    ],
+)
 def test_wrong_types_and_keys_name_the_key(tmp_path, override, fragment):
     proc = train(tmp_path, override, check=False)
     assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr
@@ -192,17 +234,25 @@ def test_wrong_types_and_keys_name_the_key(tmp_path, override, fragment):
 
 @pytest.mark.slow
 def test_data_problems(tmp_path):
-    one_line_error(train(tmp_path / "r1", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'none'}", check=False),
-                   "not found", str(tmp_path / "none"), "data.root")
+    one_line_error(
+        train(tmp_path / "r1", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'none'}", check=False),
+        "not found",
+        str(tmp_path / "none"),
+        "data.root",
+    )
     (tmp_path / "empty" / "train").mkdir(parents=True)
     (tmp_path / "empty" / "test").mkdir(parents=True)
-    one_line_error(train(tmp_path / "r2", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'empty'}", check=False),
-                   str(tmp_path / "empty"))
+    one_line_error(
+        train(tmp_path / "r2", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'empty'}", check=False),
+        str(tmp_path / "empty"),
+    )
     make_cifar_folder(tmp_path / "corrupt", n_train=2, n_test=1)
     bad = tmp_path / "corrupt" / "train" / "cat" / "0001.png"
     bad.write_bytes(b"not an image at all")
-    one_line_error(train(tmp_path / "r3", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'corrupt'}", check=False),
-                   "0001.png")
+    one_line_error(
+        train(tmp_path / "r3", "experiment=cifar10_keras_cnn", f"data.root={tmp_path / 'corrupt'}", check=False),
+        "0001.png",
+    )
     one_line_error(train(tmp_path / "r4", "data.train_subset=0", check=False), "train_subset")
 
 
@@ -221,8 +271,11 @@ def init_mlp_from(path, hidden=(128, 128)):
 def test_init_from_problems_are_one_line_errors(tmp_path):
     """End to end once (exit code, one line, no traceback); the loader's other messages in-process below."""
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pth")
-    one_line_error(train(tmp_path / "r1", f"model.init_from={tmp_path / 'other.pth'}", check=False),
-                   "does not fit this model", "missing key 'layers.fc1.weight'")
+    one_line_error(
+        train(tmp_path / "r1", f"model.init_from={tmp_path / 'other.pth'}", check=False),
+        "does not fit this model",
+        "missing key 'layers.fc1.weight'",
+    )
 
 
 def test_init_from_problems_name_the_file_and_the_fix(tmp_path):

@@ -22,10 +22,16 @@ MACHINE_PATH = re.compile(r"(?<![\w.~$/-])/(?:(?:root|work|tmp)(?![\w.-])|(?:hom
 
 # (file, a substring of the line, why that line may name such a path). Keep this short.
 ALLOWED = [
-    ("tests/test_authors_data.py", 'not in text and ".mirror" not in text',
-     "asserts that the authors' curves hold no path under the work directory"),
-    ("tests/test_authors_data.py", 'not in (ROOT / "scripts" / "authors" / "authors_wrn_curves.py")',
-     "asserts that the authors' curves script holds no path under the work directory"),
+    (
+        "tests/test_authors_data.py",
+        'not in text and ".mirror" not in text',
+        "asserts that the authors' curves hold no path under the work directory",
+    ),
+    (
+        "tests/test_authors_data.py",
+        'not in (ROOT / "scripts" / "authors" / "authors_wrn_curves.py")',
+        "asserts that the authors' curves script holds no path under the work directory",
+    ),
 ]
 
 
@@ -37,8 +43,16 @@ def machine_paths(text: str) -> list:
 def repository_text_files() -> list:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     files = []
     for name in filter(None, listed):
         path = ROOT / name
@@ -52,15 +66,18 @@ def repository_text_files() -> list:
 
 
 # Written with "|" for the "/" that starts each path, so that this file does not hold what it looks for.
-@pytest.mark.parametrize("text, found", [
-    ("python x.py --out |tmp/a.csv", ["|tmp"]),
-    ("root: |work/shared/data/cifar10", ["|work"]),
-    ("Checkpoint |root/grda-runs/x.pth", ["|root"]),
-    ("cd |home/alice/grda && make", ["|home/alice"]),
-    ("open |Users/bob/x", ["|Users/bob"]),
-    ("`--out |tmp`", ["|tmp"]),
-    ("src/tmp/x, https://example.org/tmp/x, ~/grda-runs, $HOME/x, ../shared/data, /usr/bin/env, |tmpfs", []),
-])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("python x.py --out |tmp/a.csv", ["|tmp"]),
+        ("root: |work/shared/data/cifar10", ["|work"]),
+        ("Checkpoint |root/grda-runs/x.pth", ["|root"]),
+        ("cd |home/alice/grda && make", ["|home/alice"]),
+        ("open |Users/bob/x", ["|Users/bob"]),
+        ("`--out |tmp`", ["|tmp"]),
+        ("src/tmp/x, https://example.org/tmp/x, ~/grda-runs, $HOME/x, ../shared/data, /usr/bin/env, |tmpfs", []),
+    ],
+)
 def test_machine_paths_are_found(text, found):
     assert [path for _, path in machine_paths(text.replace("|", "/"))] == [f.replace("|", "/") for f in found]
 
@@ -73,8 +90,10 @@ def test_no_machine_paths_in_tracked_files():
             line = lines[n - 1]
             if not any(name == f and part in line for f, part, _ in ALLOWED):
                 offenders.append(f"{name}:{n}: {path} in: {line.strip()[:100]}")
-    assert not offenders, ("absolute machine paths (use a placeholder, a relative path, an argument or an "
-                           "environment variable):\n" + "\n".join(offenders))
+    assert not offenders, (
+        "absolute machine paths (use a placeholder, a relative path, an argument or an "
+        "environment variable):\n" + "\n".join(offenders)
+    )
 
 
 def test_allowed_lines_still_exist():

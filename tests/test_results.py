@@ -21,7 +21,10 @@ from tests.helpers import ROOT
 def make_tables(table, runs, out):
     proc = subprocess.run(
         [sys.executable, "scripts/figures/make_tables.py", table, "--runs", str(runs), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return pd.read_csv(out / f"{table}_table.csv"), (out / f"{table}_table.md").read_text()
@@ -65,24 +68,51 @@ def test_tables_with_tiny_runs(preset_runs, tmp_path):
 
 
 def fake_curves(path, labels, epochs, shift=0.0):
-    rows = [{"optimizer": label, "epoch": e, "test_acc": 0.4 + 0.01 * e + shift,
-             "nonzero_ratio": 1 - 0.01 * e * label.startswith("gRDA") + shift}
-            for label in labels for e in range(1, epochs + 1)]
+    rows = [
+        {
+            "optimizer": label,
+            "epoch": e,
+            "test_acc": 0.4 + 0.01 * e + shift,
+            "nonzero_ratio": 1 - 0.01 * e * label.startswith("gRDA") + shift,
+        }
+        for label in labels
+        for e in range(1, epochs + 1)
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
 def fake_authors(path, labels):
-    rows = [{"figure": f, "optimizer": label, "epoch": e,
-             "value": 0.4 + 0.01 * e if f == "test_acc" else 1 - 0.01 * e * label.startswith("gRDA")}
-            for f in ("test_acc", "nonzero_ratio") for label in labels for e in range(1, 100)
-            if f == "test_acc" or label.startswith("gRDA")]
+    rows = [
+        {
+            "figure": f,
+            "optimizer": label,
+            "epoch": e,
+            "value": 0.4 + 0.01 * e if f == "test_acc" else 1 - 0.01 * e * label.startswith("gRDA"),
+        }
+        for f in ("test_acc", "nonzero_ratio")
+        for label in labels
+        for e in range(1, 100)
+        if f == "test_acc" or label.startswith("gRDA")
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
 def make_figure(tmp_path, ours, authors):
     return subprocess.run(
-        [sys.executable, "scripts/figures/make_cifar10_figure.py", "--ours", str(ours), "--authors", str(authors),
-         "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "scripts/figures/make_cifar10_figure.py",
+            "--ours",
+            str(ours),
+            "--authors",
+            str(authors),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -119,8 +149,10 @@ def test_cifar10_figure_shows_runs_of_the_same_optimizer(tmp_path):
     row = table[(table.optimizer == "SGD (seed 2)") & (table.epoch == 10)].iloc[0]
     assert row["test_acc authors"] == pytest.approx(0.5) and row["test_acc Δ"] == pytest.approx(0.03, abs=1e-4)
     text = (tmp_path / "out" / "cifar10_keras_cnn_table.md").read_text()
-    assert ("- **SGD** (SGD, SGD Nesterov, SGD (seed 2)): epoch 10: ours 0.480–0.530 (3 runs, spread 0.050), "
-            "authors' 0.500 / 0.500") in text
+    assert (
+        "- **SGD** (SGD, SGD Nesterov, SGD (seed 2)): epoch 10: ours 0.480–0.530 (3 runs, spread 0.050), "
+        "authors' 0.500 / 0.500"
+    ) in text
     assert "- **Adam** (Adam)" not in text  # one run: no spread to show
 
 
@@ -152,15 +184,25 @@ def test_keras_figure_runs_collect(tmp_path):
     run = tmp_path / "cifar10_keras_cnn" / "figure" / "grda_mu0.7"
     run.mkdir(parents=True)
     pd.DataFrame({"epoch": [1, 2], "test_acc": [35.0, 45.5], "nonzero_ratio": [0.97, 0.94]}).to_csv(
-        run / "metrics.csv", index=False)
+        run / "metrics.csv", index=False
+    )
     out = tmp_path / "curves.csv"
-    proc = subprocess.run([sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--runs-dir", str(tmp_path),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--runs-dir", str(tmp_path), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     curves = pd.read_csv(out)
     assert list(curves.columns) == ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
-    assert curves.to_dict("list") == {"optimizer": ["gRDA mu=0.7"] * 2, "epoch": [1, 2], "test_acc": [0.35, 0.455],
-                                      "nonzero_ratio": [0.97, 0.94]}
+    assert curves.to_dict("list") == {
+        "optimizer": ["gRDA mu=0.7"] * 2,
+        "epoch": [1, 2],
+        "test_acc": [0.35, 0.455],
+        "nonzero_ratio": [0.97, 0.94],
+    }
 
 
 def test_committed_keras_curves_have_the_promised_columns():
@@ -187,17 +229,25 @@ def test_wrn_figure_puts_partial_runs_on_the_authors_curves(tmp_path):
     run.mkdir(parents=True)
     cfg = {"experiment": "cifar100_wrn28x10", "optim": {"name": "grda", "mu": 0.501}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    pd.DataFrame({"epoch": [1, 2], "test_acc": [40.0, 50.0], "sparsity": [13.0, 19.5]}).to_csv(run / "metrics.csv",
-                                                                                               index=False)
+    pd.DataFrame({"epoch": [1, 2], "test_acc": [40.0, 50.0], "sparsity": [13.0, 19.5]}).to_csv(
+        run / "metrics.csv", index=False
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "scripts/figures/make_wrn_figure.py", "--runs", str(tmp_path / "runs"), "--out",
-                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "scripts/figures/make_wrn_figure.py", "--runs", str(tmp_path / "runs"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     authors = pd.read_csv(ROOT / "results" / "authors_wrn_curves.csv")
     first = authors[(authors.dataset == "cifar100") & (authors.mu == 0.501) & (authors.epoch == 1)].iloc[0]
     text = (out / "wrn_curves_table.md").read_text()
-    assert f"| cifar100 | gRDA mu=0.501 | partial | 1 | 40.00 | {first.test_acc_mean:.2f} ± {first.test_acc_std:.2f} " \
-           f"| 13.00 | {first.sparsity_mean:.2f} |" in text
+    assert (
+        f"| cifar100 | gRDA mu=0.501 | partial | 1 | 40.00 | {first.test_acc_mean:.2f} ± {first.test_acc_std:.2f} "
+        f"| 13.00 | {first.sparsity_mean:.2f} |" in text
+    )
     assert (out / "figures" / "wrn_curves_cifar100.png").stat().st_size > 10_000
 
 
@@ -214,8 +264,11 @@ def test_keras_figure_runs_settings():
 
     runs = _runs_script()
     picked = lambda setting: [r[2] for r in runs.selected(argparse.Namespace(setting=setting, only=None))]  # noqa: E731
-    assert len(picked("figure")) == 8 and len(picked("weights")) == 4 and picked("all") == picked("figure") + picked(
-        "weights")
+    assert (
+        len(picked("figure")) == 8
+        and len(picked("weights")) == 4
+        and picked("all") == picked("figure") + picked("weights")
+    )
     assert picked("seeds") and all("(seed " in label for label in picked("seeds"))
 
 
@@ -248,8 +301,16 @@ def test_keras_figure_runs_advance_in_turns(tmp_path, monkeypatch):
         return types.SimpleNamespace(returncode=int(out.name == "adagrad"))
 
     monkeypatch.setattr(subprocess, "run", fake_run)  # src.launch runs src/train.py through it
-    args = argparse.Namespace(setting="figure", only=["sgd", "adam"], epochs=12, step=5, parallel=2, nice=0,
-                              runs_dir=tmp_path, data_root="data")
+    args = argparse.Namespace(
+        setting="figure",
+        only=["sgd", "adam"],
+        epochs=12,
+        step=5,
+        parallel=2,
+        nice=0,
+        runs_dir=tmp_path,
+        data_root="data",
+    )
     assert runs.launch(args) == 0
     assert sorted(launched) == sorted([("adam", 5), ("sgd", 10), ("adam", 10), ("sgd", 12), ("adam", 12)])
     assert launched.index(("adam", 5)) < launched.index(("adam", 10))  # each run's turns in order
@@ -292,15 +353,43 @@ def test_vgg16_collect_and_comparison(tmp_path):
     sgd = authors[(authors.optimizer == "sgd") & (authors.epoch <= 3)]
     mu7 = authors[(authors.mu == 0.7) & (authors.c == 0.0005) & (authors.epoch <= 3)]
     common = dict(epoch=[1, 2, 3], lr=0.1, train_acc=0.0, test_loss=0.0)
-    _fake_vgg16_run(tmp_path, "sgd", {"name": "sgd", "lr": 0.1, "mu": 0.51, "c": 0.0005}, dict(
-        common, train_loss=sgd.train_loss_mean, test_acc=sgd.test_acc_mean, sparsity=0.0), "a" * 64)
-    _fake_vgg16_run(tmp_path, "grda_mu0.7", {"name": "grda", "lr": 0.1, "mu": 0.7, "c": 0.0005}, dict(
-        common, train_loss=mu7.train_loss_mean.to_numpy() + [0, 0, 5.0], test_acc=mu7.test_acc_mean,
-        sparsity=mu7.sparsity_mean.to_numpy() + [0, 1.5, 0]), "a" * 64)
+    _fake_vgg16_run(
+        tmp_path,
+        "sgd",
+        {"name": "sgd", "lr": 0.1, "mu": 0.51, "c": 0.0005},
+        dict(common, train_loss=sgd.train_loss_mean, test_acc=sgd.test_acc_mean, sparsity=0.0),
+        "a" * 64,
+    )
+    _fake_vgg16_run(
+        tmp_path,
+        "grda_mu0.7",
+        {"name": "grda", "lr": 0.1, "mu": 0.7, "c": 0.0005},
+        dict(
+            common,
+            train_loss=mu7.train_loss_mean.to_numpy() + [0, 0, 5.0],
+            test_acc=mu7.test_acc_mean,
+            sparsity=mu7.sparsity_mean.to_numpy() + [0, 1.5, 0],
+        ),
+        "a" * 64,
+    )
     ours = tmp_path / "ours.csv"
-    proc = subprocess.run([sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--setting", "vgg16",
-                           "--runs-dir", str(tmp_path), "--out", str(ours)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/runs/cifar10_runs.py",
+            "collect",
+            "--setting",
+            "vgg16",
+            "--runs-dir",
+            str(tmp_path),
+            "--out",
+            str(ours),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     curves = pd.read_csv(ours)
     assert list(curves.columns[:8]) == ["optimizer", "mu", "c", "seed", "epoch", "lr", "train_loss", "train_acc"]
@@ -309,16 +398,26 @@ def test_vgg16_collect_and_comparison(tmp_path):
     assert pd.isna(curves.mu.iloc[0]) and curves.mu.iloc[3] == 0.7 and (curves.seed == 1).all()
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "scripts/figures/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "scripts/figures/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     text = (out / "cifar10_vgg16_table.md").read_text()
-    assert "- SGD (epochs 1–3): % zeros max |Δ| 0.00 points (within ±1 at every epoch); train loss and test accuracy " \
-           "inside the band at every table epoch reached." in text
-    assert "- gRDA mu=0.7 (epochs 1–3): % zeros max |Δ| 1.50 points (outside ±1 at epochs [2]); train loss and test " \
-           "accuracy outside the band: train loss at 3." in text
+    assert (
+        "- SGD (epochs 1–3): % zeros max |Δ| 0.00 points (within ±1 at every epoch); train loss and test accuracy "
+        "inside the band at every table epoch reached." in text
+    )
+    assert (
+        "- gRDA mu=0.7 (epochs 1–3): % zeros max |Δ| 1.50 points (outside ±1 at epochs [2]); train loss and test "
+        "accuracy outside the band: train loss at 3." in text
+    )
     assert "they start from the same weights" in text
     table = pd.read_csv(out / "cifar10_vgg16_table.csv")
-    assert table.loc[(table.optimizer == "gRDA mu=0.7") & (table.epoch == 3), "train_loss_delta"].iloc[0] == \
-        pytest.approx(5.0)
+    assert table.loc[(table.optimizer == "gRDA mu=0.7") & (table.epoch == 3), "train_loss_delta"].iloc[
+        0
+    ] == pytest.approx(5.0)
     assert (out / "figures" / "vgg16_curves.png").stat().st_size > 10_000

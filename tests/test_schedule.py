@@ -74,12 +74,22 @@ def test_wrn_presets_are_the_authors():
         assert (m.name, m.depth, m.widen_factor, m.dropout, m.conv_bias) == ("wrn", 28, 10, 0.0, True)
         assert (m.variant, m.init, m.final_bn_momentum) == ("authors", "torch_default", 0.9)
         assert (cfg.data.name, cfg.data.normalize, cfg.data.normalization, cfg.data.augment) == (
-            dataset, True, "cifar10", "crop_flip")
+            dataset,
+            True,
+            "cifar10",
+            "crop_flip",
+        )
         assert (cfg.schedule.name, cfg.schedule.epoch_base, cfg.seed) == ("wrn", 1, 1)
         assert (cfg.optim.name, cfg.optim.lr, cfg.optim.c, cfg.optim.mu) == ("grda", 0.1, 0.001, 0.501)
         assert (cfg.trainer.batch_size, cfg.trainer.epochs) == (128, 200)
-    paper = compose_cfg("experiment=cifar100_wrn28x10", "model.variant=zagoruyko", "model.init=kaiming_normal_fan_out",
-                        "model.final_bn_momentum=null", "data.normalization=own", "schedule.epoch_base=0")
+    paper = compose_cfg(
+        "experiment=cifar100_wrn28x10",
+        "model.variant=zagoruyko",
+        "model.init=kaiming_normal_fan_out",
+        "model.final_bn_momentum=null",
+        "data.normalization=own",
+        "schedule.epoch_base=0",
+    )
     assert paper.model.final_bn_momentum is None and paper.data.normalization == "own"
 
 
@@ -98,7 +108,11 @@ def test_vgg_mnist_imagenet_presets():
     assert imagenet.schedule.epoch_base == 0 and (f(139), f(140)) == (1.0, pytest.approx(0.1))  # 0.1 ** (epoch // 140)
     default = compose_cfg()
     assert (default.schedule.epoch_base, default.model.variant, default.model.init, default.data.normalization) == (
-        0, "zagoruyko", "auto", "own")
+        0,
+        "zagoruyko",
+        "auto",
+        "own",
+    )
 
 
 def test_cifar_normalization_choices():

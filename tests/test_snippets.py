@@ -34,10 +34,21 @@ def test_snippet_runs(snippet, tmp_path):
     missing = [m for m in imported_modules(snippet.code) if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{snippet.label} needs {', '.join(missing)}, not installed here")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "MPLBACKEND": "Agg", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "MPLBACKEND": "Agg",
+        "TQDM_DISABLE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     code = tmp_path / "snippet.py"
     code.write_text(snippet.code, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "tests.snippets", snippet.path, str(snippet.line), str(code)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.snippets", snippet.path, str(snippet.line), str(code)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"{snippet.label} fails as written:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"

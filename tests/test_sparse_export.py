@@ -93,8 +93,18 @@ def test_round_trip_mixed_dtypes_is_bit_identical(tmp_path):
     enc = {k: v["encoding"] for k, v in layouts(path).items()}
     for name in ("conv.weight", "fc.weight", "fc.bias", "fc64.weight", "all_zero.weight", "transposed"):
         assert enc[name] == "sparse", name
-    for name in ("dense.weight", "bn.running_mean", "bn.num_batches_tracked", "ids", "flags", "scalar", "scalar_zero",
-                 "empty", "dense_negzero", "scalar_negzero"):
+    for name in (
+        "dense.weight",
+        "bn.running_mean",
+        "bn.num_batches_tracked",
+        "ids",
+        "flags",
+        "scalar",
+        "scalar_zero",
+        "empty",
+        "dense_negzero",
+        "scalar_negzero",
+    ):
         assert enc[name] == "dense", name
     info = layouts(path)
     assert not any("negzero" in v for v in info.values())
@@ -167,8 +177,11 @@ def test_exports_with_a_negzero_mask_still_load(tmp_path):
     t = torch.tensor([0.0, 1.5, -0.0, 0.0, -2.0, -0.0, 0.0, 0.0, 0.0, 3.0])
     nonzero = (t != 0).numpy()
     signs = torch.signbit(t[t == 0]).numpy()
-    stored = {"w::mask": torch.from_numpy(np.packbits(nonzero)), "w::values": t[t != 0].clone(),
-              "w::negzero": torch.from_numpy(np.packbits(signs))}
+    stored = {
+        "w::mask": torch.from_numpy(np.packbits(nonzero)),
+        "w::values": t[t != 0].clone(),
+        "w::negzero": torch.from_numpy(np.packbits(signs)),
+    }
     layout = {"w": {"encoding": "sparse", "dtype": "float32", "shape": [10], "nnz": 3, "negzero": True}}
     path = tmp_path / "old.safetensors"
     save_file(stored, path, metadata={"format": "grda-sparse", "format_version": "1", "tensors": json.dumps(layout)})

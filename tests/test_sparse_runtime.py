@@ -1,4 +1,4 @@
-"""src/sparse_runtime: every implementation gives the dense model's outputs, BN folding, the plan and its cache, the CLI."""
+"""src/sparse_runtime: every implementation gives the dense model's outputs; BN folding, the plan and cache, the CLI."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from grda import cpu_kernel as grda_cpu_kernel
-
 from src.models.keras_cnn import KerasCNN
 from src.models.wrn import WideResNet
-from src.sparse_runtime import PlanCache, SparseConv2d, SparseLinear, convert, kernel, plan as plan_module
+from src.sparse_runtime import PlanCache, SparseConv2d, SparseLinear, convert, kernel
+from src.sparse_runtime import plan as plan_module
 from src.sparse_runtime.bench import randomize_bn, sparsify_uniform
 from src.sparse_runtime.layers import CANDIDATES
 from tests.helpers import ROOT
@@ -69,7 +69,12 @@ MODELS = {
     "keras_cnn": (lambda: KerasCNN(10, (3, 20, 20)), (3, 20, 20), 0, 5),
     "tiny_resnet": (lambda: TinyResNet(), (3, 24, 20), 6, 3),
     "wrn10_2": (lambda: WideResNet(depth=10, widen_factor=2, num_classes=10), (3, 16, 16), 4, 4),
-    "wrn10_2_authors": (lambda: WideResNet(depth=10, widen_factor=2, num_classes=10, variant="authors"), (3, 16, 16), 3, 3),
+    "wrn10_2_authors": (
+        lambda: WideResNet(depth=10, widen_factor=2, num_classes=10, variant="authors"),
+        (3, 16, 16),
+        3,
+        3,
+    ),
 }
 
 
@@ -282,6 +287,7 @@ def fake_end_to_end(winner: str):
         if set(fns) == {"sparse", "dense"}:  # the end-to-end check
             return {"sparse": 1.0 if winner == "sparse" else 2.0, "dense": 1.0 if winner == "dense" else 2.0}
         return {name: (1.0 if name == "dense" else 2.0) for name in fns}  # every op: dense is faster
+
     return fake_measure
 
 
@@ -393,7 +399,7 @@ def test_other_dtypes_run_as_in_pytorch():
         rt = convert(model, keep_original=False)  # the converted ops themselves
         with torch.no_grad():
             rt.plan(x, rounds=1, budget_s=0.01, e2e_rounds=1, e2e_budget_s=0.01)
-            for name, op in rt.planned_ops():  # whatever the timings said: the C kernels for this shape
+            for _, op in rt.planned_ops():  # whatever the timings said: the C kernels for this shape
                 if op.supports("direct"):
                     op.set_choice(x.shape, torch.get_num_threads(), "direct")
             if model is pool:
@@ -482,8 +488,14 @@ def test_plan_cache_path_env(tmp_path, monkeypatch):
 
 def run_cli(*args, env_plan):
     env = {**os.environ, "GRDA_SPARSE_PLAN": str(env_plan), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "src/eval_sparsity.py", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "src/eval_sparsity.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def tiny_checkpoint(path: Path, with_config: bool = True) -> Path:
@@ -502,8 +514,9 @@ def tiny_checkpoint(path: Path, with_config: bool = True) -> Path:
 @pytest.mark.slow
 def test_cli_bench_json(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ckpt.pth")
-    proc = run_cli(ckpt, "--bench", "--batch", "1,4", "--threads", "1", "--rounds", "3", "--json",
-                   env_plan=tmp_path / "plan.json")
+    proc = run_cli(
+        ckpt, "--bench", "--batch", "1,4", "--threads", "1", "--rounds", "3", "--json", env_plan=tmp_path / "plan.json"
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # one JSON object, nothing else on stdout
     assert set(out["bench"]) == {"1", "4"}
@@ -530,7 +543,6 @@ def test_onnxruntime_runner_matches_the_dense_model():
     x = torch.randn(3, *shape)
     with torch.no_grad():
         assert close(torch.from_numpy(run(x)[0]), model(x))
-
 
 
 def test_onnxruntime_threads_do_not_spin_after_a_call():
@@ -658,8 +670,11 @@ def others_cpu_s() -> float:
     except (OSError, ValueError):
         return 0.0
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    mine = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for f in ("ru_utime", "ru_stime"))
+    mine = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK") - mine
 
 
@@ -684,16 +699,37 @@ def test_bench_dense_resnet50_beside_onnxruntime_is_parity(tmp_path):
     rows = []
     for _ in range(2):  # the spinning slowed the dense samples of every try; a busy moment, one try at most
         others, start = others_cpu_s(), time.perf_counter()
-        proc = subprocess.run([sys.executable, "src/eval_sparsity.py", str(tmp_path / "resnet50.pth"), "--bench",
-                               "--model", "resnet50", "--threads", "2", "--rounds", "5", "--json"],  # no --input-shape
-                              cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "src/eval_sparsity.py",
+                str(tmp_path / "resnet50.pth"),
+                "--bench",
+                "--model",
+                "resnet50",
+                "--threads",
+                "2",
+                "--rounds",
+                "5",
+                "--json",
+            ],  # no --input-shape
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout)
         assert out["input_shape"] == [3, 224, 224] and out["sparsity_weights"] < 0.01  # a few zeros from the init
         row = out["bench"]["1"]
         assert row["onnxruntime_ms"] > 0, out["onnxruntime"]
-        rows.append({**{k: row[k] for k in ("dense_ms", "sparse_ms", "onnxruntime_ms", "speedup")},
-                     "others_cores": round((others_cpu_s() - others) / (time.perf_counter() - start), 2)})
+        rows.append(
+            {
+                **{k: row[k] for k in ("dense_ms", "sparse_ms", "onnxruntime_ms", "speedup")},
+                "others_cores": round((others_cpu_s() - others) / (time.perf_counter() - start), 2),
+            }
+        )
         if row["speedup"] <= 1.3:
             return
     if max(r["others_cores"] for r in rows) > 0.3:
@@ -701,8 +737,9 @@ def test_bench_dense_resnet50_beside_onnxruntime_is_parity(tmp_path):
     pytest.fail(f"dense ResNet-50 reported faster through the all-dense runtime than 1.3x: {rows}")
 
 
-@pytest.mark.parametrize("k,s,p", [(2, None, 0), (2, 2, (1, 0)), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)),
-                                   (1, 2, 0)])
+@pytest.mark.parametrize(
+    "k,s,p", [(2, None, 0), (2, 2, (1, 0)), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (1, 2, 0)]
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
     from src.sparse_runtime import kernel
@@ -724,7 +761,12 @@ def test_maxpool_separable_and_direct_are_exact(k, s, p, threads):
                 for layout in (x, x.to(memory_format=torch.channels_last)):
                     got = op.run(layout, candidate)
                     assert got.shape == want.shape and torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)), (
-                        candidate, k, s, p, shape)
+                        candidate,
+                        k,
+                        s,
+                        p,
+                        shape,
+                    )
     finally:
         torch.set_num_threads(before)
     assert MaxPool2d.from_module(nn.MaxPool2d(2, ceil_mode=True)).candidates(x) == ["dense"]
@@ -744,15 +786,33 @@ def test_maxpool_kernel_refuses_what_max_pool2d_refuses():
 
 
 def test_bench_script_measures_and_renders_from_its_json(tmp_path):
-    """scripts/bench/bench_sparse_inference.py: one small row measured, written as JSON, and the table rebuilt from it."""
+    """scripts/bench/bench_sparse_inference.py: one small row measured, written as JSON, the table rebuilt from it."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench" / "bench_sparse_inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_script", ROOT / "scripts" / "bench" / "bench_sparse_inference.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     raw, table = tmp_path / "part.json", tmp_path / "table.md"
-    argv = ["--models", "keras_cnn", "--sparsities", "90", "--batches", "1", "--threads", "1", "--rounds", "3",
-            "--budget", "0.2", "--json-out", str(raw), "--out", str(table)]
+    argv = [
+        "--models",
+        "keras_cnn",
+        "--sparsities",
+        "90",
+        "--batches",
+        "1",
+        "--threads",
+        "1",
+        "--rounds",
+        "3",
+        "--budget",
+        "0.2",
+        "--json-out",
+        str(raw),
+        "--out",
+        str(table),
+    ]
     assert script.main(argv) == 0
     rows = json.loads(raw.read_text())["rows"]
     assert len(rows) == 1 and rows[0]["model"] == "Keras CNN" and rows[0]["source"] == "uniform 90%"
@@ -765,7 +825,8 @@ def test_bench_script_measures_and_renders_from_its_json(tmp_path):
     assert script.portable(str(ROOT / "results" / "x.md")) == "results/x.md"
     assert script.portable(str(Path.home() / "grda-runs" / "a.pth")) == "~/grda-runs/a.pth"
     assert script.portable_command(["--keras-ckpt=" + str(Path.home() / "r.pth"), "--models", "keras_cnn"]) == (
-        "python scripts/bench/bench_sparse_inference.py --keras-ckpt=~/r.pth --models keras_cnn")
+        "python scripts/bench/bench_sparse_inference.py --keras-ckpt=~/r.pth --models keras_cnn"
+    )
     rebuilt = tmp_path / "again.md"
     assert script.main(["--from-json", str(raw), "--out", str(rebuilt)]) == 0
     assert rebuilt.read_text().split("| model | weights |")[1] == text.split("| model | weights |")[1]

@@ -61,13 +61,13 @@ from torch import Tensor, nn  # noqa: E402
 from torch.func import functional_call  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from src.config import RUNTIME_KEYS  # noqa: E402
-from src.run_dir import flat_config  # noqa: E402
 from src.checkpoint import extract_state_dict, load_checkpoint, load_model_weights, write_text_atomic  # noqa: E402
+from src.config import RUNTIME_KEYS  # noqa: E402
 from src.data import build_datasets  # noqa: E402
 from src.distributed import choose_device  # noqa: E402
 from src.errors import CheckpointError, UserError  # noqa: E402
 from src.models import build_model  # noqa: E402
+from src.run_dir import flat_config  # noqa: E402
 from src.sparsity import state_dict_sparsity, summarize  # noqa: E402
 
 # Config keys that say where the data lives or how a run goes, not what the model or data are: the harness's
@@ -173,8 +173,17 @@ def evaluate(model: nn.Module, params: Params, buffers: Params, loader: DataLoad
     return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
 
 
-def train_curve(model, w0: Params, w1: Params, buffers: Params, loader: DataLoader, epochs: int, lr: float,
-                device, gen: torch.Generator) -> Tuple[Params, List[float]]:
+def train_curve(
+    model,
+    w0: Params,
+    w1: Params,
+    buffers: Params,
+    loader: DataLoader,
+    epochs: int,
+    lr: float,
+    device,
+    gen: torch.Generator,
+) -> Tuple[Params, List[float]]:
     """Middle point theta of the Bezier curve, trained to minimise E_t L(w(t)); per-epoch mean losses."""
     theta = {n: ((w0[n] + w1[n]) / 2).detach().clone().requires_grad_(True) for n in w0}
     optimizer = torch.optim.SGD(list(theta.values()), lr=lr, momentum=0.0)
@@ -219,7 +228,10 @@ def plot(rows: List[Dict[str, Any]], threshold: float, path: Path, title: str) -
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, style in (("line", dict(color="C3", ls="--", marker=".")), ("curve", dict(color="C0", ls="-", marker="."))):
+    for name, style in (
+        ("line", dict(color="C3", ls="--", marker=".")),
+        ("curve", dict(color="C0", ls="-", marker=".")),
+    ):
         ts = [r["t"] for r in rows if r["path"] == name]
         label = "straight line" if name == "line" else "trained Bezier curve"
         ax_loss.plot(ts, [r["train_loss"] for r in rows if r["path"] == name], label=label, **style)
@@ -339,9 +351,11 @@ def connect(args: argparse.Namespace) -> Dict[str, Any]:
     model, w0, w1, buffers = load_endpoints(cfg_sgd, runs, bundle, device)
 
     eval_bs = int(data_cfg.get("eval_batch_size", 512))
-    loaders = (DataLoader(plain.train, batch_size=eval_bs, shuffle=False),
-               DataLoader(plain.test, batch_size=eval_bs, shuffle=False),
-               DataLoader(plain.train, batch_size=batch_size, shuffle=False))
+    loaders = (
+        DataLoader(plain.train, batch_size=eval_bs, shuffle=False),
+        DataLoader(plain.test, batch_size=eval_bs, shuffle=False),
+        DataLoader(plain.train, batch_size=batch_size, shuffle=False),
+    )
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     curve_loader = DataLoader(
@@ -389,13 +403,18 @@ def write_outputs(rows: List[Dict[str, Any]], summary: Dict[str, Any], threshold
     write_csv(rows, out / "connect.csv")
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out / "connect.json")
     sparsity = summary["endpoints"]["grda"]["sparsity"]
-    title = (f"{summary['model']} on {summary['data']}: SGD (t=0) to gRDA (t=1, {sparsity:.1f}% zeros); "
-             f"curve trained {summary['curve_epochs']} epochs")
+    title = (
+        f"{summary['model']} on {summary['data']}: SGD (t=0) to gRDA (t=1, {sparsity:.1f}% zeros); "
+        f"curve trained {summary['curve_epochs']} epochs"
+    )
     plot(rows, threshold, out / "connect.png", title)
     ends, line, curve = summary["endpoints"], summary["line"], summary["curve"]
-    print(f"endpoint losses sgd={ends['sgd']['train_loss']:.4f} grda={ends['grda']['train_loss']:.4f}; max loss "
-          f"line={line['max_train_loss']:.4f} curve={curve['max_train_loss']:.4f}; "
-          f"same_valley={summary['same_valley']} -> {out}", flush=True)
+    print(
+        f"endpoint losses sgd={ends['sgd']['train_loss']:.4f} grda={ends['grda']['train_loss']:.4f}; max loss "
+        f"line={line['max_train_loss']:.4f} curve={curve['max_train_loss']:.4f}; "
+        f"same_valley={summary['same_valley']} -> {out}",
+        flush=True,
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -403,11 +422,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("sgd_ckpt", help="checkpoint.pth of the SGD run (t = 0)")
     parser.add_argument("grda_ckpt", help="checkpoint.pth of the gRDA run (t = 1)")
     parser.add_argument("--points", type=int, default=61, help="evaluated t per path, 0 and 1 included (default 61)")
-    parser.add_argument("--curve-epochs", type=int, default=10, help="epochs training the curve's middle point (default 10)")
+    parser.add_argument(
+        "--curve-epochs", type=int, default=10, help="epochs training the curve's middle point (default 10)"
+    )
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate for the middle point (default 0.1)")
-    parser.add_argument("--batch-size", type=int, default=None, help="curve training batch (default: the runs' batch size)")
-    parser.add_argument("--bn-samples", type=int, default=10000,
-                        help="training images for recomputing BatchNorm statistics at each t (default 10000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="curve training batch (default: the runs' batch size)"
+    )
+    parser.add_argument(
+        "--bn-samples",
+        type=int,
+        default=10000,
+        help="training images for recomputing BatchNorm statistics at each t (default 10000)",
+    )
     parser.add_argument("--data-root", default=None, help="dataset location, if not the one stored in the config")
     parser.add_argument("--out", default=None, help="output directory (default: GRDA_CKPT's directory/connect)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")

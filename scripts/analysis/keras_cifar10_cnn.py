@@ -44,32 +44,59 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # keras' image_dataset_from_directory allowlist
-COLUMNS = ["epoch", "test_acc", "nonzero_ratio", "test_loss", "train_loss", "train_acc", "threshold", "lr", "steps",
-           "seconds"]
+COLUMNS = [
+    "epoch",
+    "test_acc",
+    "nonzero_ratio",
+    "test_loss",
+    "train_loss",
+    "train_acc",
+    "threshold",
+    "lr",
+    "steps",
+    "seconds",
+]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-root", default="../shared/data/cifar10", help="folder with train/<class>/ and test/<class>/")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--c", type=float, default=0.005)
     p.add_argument("--mu", type=float, default=0.51)
-    p.add_argument("--optimizer", choices=["grda", "sgd", "adam"], default="grda",
-                   help="gRDA (--lr, --c, --mu) or Keras' own SGD / Adam at --lr")
-    p.add_argument("--output", choices=["logits", "softmax"], default="logits",
-                   help="logits + cross-entropy from logits, or the authors' softmax layer + clipped cross-entropy")
+    p.add_argument(
+        "--optimizer",
+        choices=["grda", "sgd", "adam"],
+        default="grda",
+        help="gRDA (--lr, --c, --mu) or Keras' own SGD / Adam at --lr",
+    )
+    p.add_argument(
+        "--output",
+        choices=["logits", "softmax"],
+        default="logits",
+        help="logits + cross-entropy from logits, or the authors' softmax layer + clipped cross-entropy",
+    )
     p.add_argument("--train-subset", type=int, default=None, metavar="N", help="a seeded random N training images")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="a seeded random N test images")
     p.add_argument("--out", default="keras_cifar10_cnn_grda.csv", help="CSV written one row per epoch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loader-format", choices=["auto", "grain", "tf"], default="auto",
-                   help="image_dataset_from_directory format (auto: grain if installed, else tf)")
+    p.add_argument(
+        "--loader-format",
+        choices=["auto", "grain", "tf"],
+        default="auto",
+        help="image_dataset_from_directory format (auto: grain if installed, else tf)",
+    )
     p.add_argument("--eval-batch-size", type=int, default=500)
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads (torch backend); 1 is fastest on a CPU shared with other jobs")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads (torch backend); 1 is fastest on a CPU shared with other jobs",
+    )
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "eval_batch_size", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -99,8 +126,15 @@ def load_split(directory: Path, subset, seed: int, fmt: str, class_names=None):
     import keras
     import numpy as np
 
-    kwargs = {"labels": "inferred", "label_mode": "int", "class_names": class_names, "image_size": (32, 32),
-              "batch_size": 500, "format": fmt, "verbose": False}
+    kwargs = {
+        "labels": "inferred",
+        "label_mode": "int",
+        "class_names": class_names,
+        "image_size": (32, 32),
+        "batch_size": 500,
+        "format": fmt,
+        "verbose": False,
+    }
     total = count_images(directory)
     if subset is not None and subset < total:
         # The seeded file shuffle, then the last `subset` files: only those get decoded.
@@ -126,15 +160,24 @@ def build_model(num_classes: int, output: str = "logits"):
     return keras.Sequential(
         [
             keras.Input((32, 32, 3)),
-            layers.Conv2D(32, 3, padding="same"), layers.Activation("relu"),
-            layers.Conv2D(32, 3), layers.Activation("relu"),
-            layers.MaxPooling2D(2), layers.Dropout(0.25),
-            layers.Conv2D(64, 3, padding="same"), layers.Activation("relu"),
-            layers.Conv2D(64, 3), layers.Activation("relu"),
-            layers.MaxPooling2D(2), layers.Dropout(0.25),
+            layers.Conv2D(32, 3, padding="same"),
+            layers.Activation("relu"),
+            layers.Conv2D(32, 3),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Conv2D(64, 3, padding="same"),
+            layers.Activation("relu"),
+            layers.Conv2D(64, 3),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
             layers.Flatten(),
-            layers.Dense(512), layers.Activation("relu"), layers.Dropout(0.5),
-            layers.Dense(num_classes), *head,
+            layers.Dense(512),
+            layers.Activation("relu"),
+            layers.Dropout(0.5),
+            layers.Dense(num_classes),
+            *head,
         ],
         name="keras_cifar10_cnn",
     )
@@ -169,8 +212,11 @@ def main(argv=None) -> int:
     root = Path(args.data_root)
     missing = [str(root / s) for s in ("train", "test") if not (root / s).is_dir()]
     if missing:
-        print(f"error: CIFAR-10 image folder not found: {', '.join(missing)} "
-              "(expected root/train/<class>/*.jpg and root/test/<class>/*.jpg)", file=sys.stderr)
+        print(
+            f"error: CIFAR-10 image folder not found: {', '.join(missing)} "
+            "(expected root/train/<class>/*.jpg and root/test/<class>/*.jpg)",
+            file=sys.stderr,
+        )
         return 2
     try:
         fmt = loader_format(args.loader_format)
@@ -186,25 +232,35 @@ def main(argv=None) -> int:
 
             torch.set_num_threads(args.threads)
         else:
-            print(f"warning: --threads only applies to the torch backend, not {keras.backend.backend()}",
-                  file=sys.stderr)
+            print(
+                f"warning: --threads only applies to the torch backend, not {keras.backend.backend()}", file=sys.stderr
+            )
     keras.utils.set_random_seed(args.seed)
     t0 = time.perf_counter()
     x_train, y_train, class_names = load_split(root / "train", args.train_subset, args.seed, fmt)
     x_test, y_test, _ = load_split(root / "test", args.test_subset, args.seed, fmt, class_names=class_names)
-    print(f"keras {keras.__version__} backend={keras.backend.backend()} loader={fmt}: "
-          f"{len(x_train)} train / {len(x_test)} test images, {len(class_names)} classes, "
-          f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"keras {keras.__version__} backend={keras.backend.backend()} loader={fmt}: "
+        f"{len(x_train)} train / {len(x_test)} test images, {len(class_names)} classes, "
+        f"loaded in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
 
     model = build_model(len(class_names), args.output)
     optimizer = build_optimizer(args)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=args.output == "logits")
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    described = (f"gRDA lr={args.lr} c={args.c} mu={args.mu}" if args.optimizer == "grda"
-                 else f"keras {type(optimizer).__name__} lr={args.lr}")
-    print(f"{described}, {args.output} output, batch {args.batch_size} ({steps_per_epoch} steps/epoch), "
-          f"{model.count_params()} parameters -> {args.out}", flush=True)
+    described = (
+        f"gRDA lr={args.lr} c={args.c} mu={args.mu}"
+        if args.optimizer == "grda"
+        else f"keras {type(optimizer).__name__} lr={args.lr}"
+    )
+    print(
+        f"{described}, {args.output} output, batch {args.batch_size} ({steps_per_epoch} steps/epoch), "
+        f"{model.count_params()} parameters -> {args.out}",
+        flush=True,
+    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -231,17 +287,28 @@ def main(argv=None) -> int:
             }
             self.writer.writerow(row)
             self.handle.flush()
-            print(f"epoch {row['epoch']}: test_acc {row['test_acc']:.4f}  nonzero_ratio {row['nonzero_ratio']:.4f}  "
-                  f"train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
-                  f"{tau_text(row['threshold'])}{row['seconds']}s", flush=True)
+            print(
+                f"epoch {row['epoch']}: test_acc {row['test_acc']:.4f}  nonzero_ratio {row['nonzero_ratio']:.4f}  "
+                f"train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
+                f"{tau_text(row['threshold'])}{row['seconds']}s",
+                flush=True,
+            )
 
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         handle.flush()
-        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
-                  validation_data=(x_test, y_test), validation_batch_size=args.eval_batch_size, verbose=0,
-                  callbacks=[EpochLog(writer, handle)])
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            shuffle=True,
+            validation_data=(x_test, y_test),
+            validation_batch_size=args.eval_batch_size,
+            verbose=0,
+            callbacks=[EpochLog(writer, handle)],
+        )
     return 0
 
 

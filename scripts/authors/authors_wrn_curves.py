@@ -51,10 +51,27 @@ VGG_TABLE_EPOCHS = [1, 2, 3, 5, 10, 15, 20, 50, 100, 200, 300, 400, 500, 600]
 EARLY_EPOCHS = list(range(1, 11)) + [25, 50, 100, 200]
 
 COLUMNS = [
-    "dataset", "model", "optimizer", "mu", "c", "lr", "epoch", "n", "lr_epoch",
-    "test_acc_mean", "test_acc_std", "test_acc_min", "test_acc_max",
-    "sparsity_mean", "sparsity_std", "sparsity_min", "sparsity_max",
-    "train_loss_mean", "train_loss_std", "train_loss_min", "train_loss_max",
+    "dataset",
+    "model",
+    "optimizer",
+    "mu",
+    "c",
+    "lr",
+    "epoch",
+    "n",
+    "lr_epoch",
+    "test_acc_mean",
+    "test_acc_std",
+    "test_acc_min",
+    "test_acc_max",
+    "sparsity_mean",
+    "sparsity_std",
+    "sparsity_min",
+    "sparsity_max",
+    "train_loss_mean",
+    "train_loss_std",
+    "train_loss_min",
+    "train_loss_max",
 ]
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -104,7 +121,7 @@ def parse_log(text: str) -> Tuple[pd.DataFrame, Dict]:
             info["total_epochs"] = int(stripped.split(":")[1])
             continue
         if stripped.startswith("Resume training from"):
-            info["resume"] = stripped[len("Resume training from"):].strip()
+            info["resume"] = stripped[len("Resume training from") :].strip()
             continue
         m = _NONZERO_LINE.match(line)
         if m:
@@ -135,9 +152,10 @@ def parse_log(text: str) -> Tuple[pd.DataFrame, Dict]:
                 row["nonzero_frac"] = pending[0] / pending[1]
                 pending = None
             rows[epoch] = row
-    df = pd.DataFrame(sorted(rows.values(), key=lambda r: r["epoch"]),
-                      columns=["epoch", "lr", "train_loss", "train_acc", "test_nll", "test_acc",
-                               "nonzero", "total", "nonzero_frac"])
+    df = pd.DataFrame(
+        sorted(rows.values(), key=lambda r: r["epoch"]),
+        columns=["epoch", "lr", "train_loss", "train_acc", "test_nll", "test_acc", "nonzero", "total", "nonzero_frac"],
+    )
     df["sparsity"] = 100.0 * (1.0 - df["nonzero_frac"])
     return df, info
 
@@ -163,11 +181,16 @@ def wrn_logs(repo: str, commit: str) -> List[Dict]:
             if not m:
                 continue
             grda = m.group(2) != "sgd"
-            out.append({
-                "dataset": dataset, "repeat": int(m.group(1)), "optimizer": "grda" if grda else "sgd",
-                "c": float(m.group(3)) if grda else math.nan, "mu": float(m.group(4)) if grda else math.nan,
-                "path": path,
-            })
+            out.append(
+                {
+                    "dataset": dataset,
+                    "repeat": int(m.group(1)),
+                    "optimizer": "grda" if grda else "sgd",
+                    "c": float(m.group(3)) if grda else math.nan,
+                    "mu": float(m.group(4)) if grda else math.nan,
+                    "path": path,
+                }
+            )
     return out
 
 
@@ -185,13 +208,20 @@ def vgg_logs(repo: str, commit: str) -> List[Dict]:
         mu, c, tag = float(m.group(1)), float(m.group(2)), m.group(3)
         repeat = int(tag) if tag.isdigit() else tag
         sgd = c == 0.0
-        out.append({
-            "dataset": "cifar10", "optimizer": "sgd" if sgd else "grda",
-            "mu": math.nan if sgd else mu, "c": math.nan if sgd else c, "file_mu": mu, "file_c": c,
-            "repeat": repeat, "path": path,
-            "notebook_setting": (mu, c) in VGG_NOTEBOOK_SETTINGS,
-            "notebook": (mu, c) in VGG_NOTEBOOK_SETTINGS and repeat in VGG_NOTEBOOK_REPEATS,
-        })
+        out.append(
+            {
+                "dataset": "cifar10",
+                "optimizer": "sgd" if sgd else "grda",
+                "mu": math.nan if sgd else mu,
+                "c": math.nan if sgd else c,
+                "file_mu": mu,
+                "file_c": c,
+                "repeat": repeat,
+                "path": path,
+                "notebook_setting": (mu, c) in VGG_NOTEBOOK_SETTINGS,
+                "notebook": (mu, c) in VGG_NOTEBOOK_SETTINGS and repeat in VGG_NOTEBOOK_REPEATS,
+            }
+        )
     return out
 
 
@@ -247,30 +277,39 @@ def curves(runs: pd.DataFrame, model: str = "wrn28x10") -> pd.DataFrame:
             if len(v) == 0:
                 row.update({f"{col}_{s}": math.nan for s in ("mean", "std", "min", "max")})
                 continue
-            row.update({
-                f"{col}_mean": v.mean(), f"{col}_std": v.std(ddof=1) if len(v) > 1 else math.nan,
-                f"{col}_min": v.min(), f"{col}_max": v.max(),
-            })
+            row.update(
+                {
+                    f"{col}_mean": v.mean(),
+                    f"{col}_std": v.std(ddof=1) if len(v) > 1 else math.nan,
+                    f"{col}_min": v.min(),
+                    f"{col}_max": v.max(),
+                }
+            )
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = {"sgd": 0, "grda": 1}
-    df = df.sort_values(["dataset", "optimizer", "mu", "epoch"],
-                        key=lambda s: s.map(order) if s.name == "optimizer" else s)
+    df = df.sort_values(
+        ["dataset", "optimizer", "mu", "epoch"], key=lambda s: s.map(order) if s.name == "optimizer" else s
+    )
     return df.reset_index(drop=True)
 
 
 def final_table(runs: pd.DataFrame, by: List[str]) -> pd.DataFrame:
     last = runs.loc[runs.groupby("path")["epoch"].idxmax()]
     g = last.groupby(by, dropna=False)
-    out = pd.DataFrame({
-        "n": g.size(),
-        "last_epoch": g["epoch"].agg(lambda s: ",".join(str(e) for e in sorted(set(s)))),
-        "test_acc_mean": g["test_acc"].mean(), "test_acc_std": g["test_acc"].std(ddof=1),
-        "test_acc_std0": g["test_acc"].std(ddof=0),
-        "sparsity_mean": g["sparsity"].mean(), "sparsity_std": g["sparsity"].std(ddof=1),
-        "sparsity_std0": g["sparsity"].std(ddof=0),
-        "repeats": g["repeat"].agg(lambda s: ",".join(str(r) for r in sorted(s))),
-    })
+    out = pd.DataFrame(
+        {
+            "n": g.size(),
+            "last_epoch": g["epoch"].agg(lambda s: ",".join(str(e) for e in sorted(set(s)))),
+            "test_acc_mean": g["test_acc"].mean(),
+            "test_acc_std": g["test_acc"].std(ddof=1),
+            "test_acc_std0": g["test_acc"].std(ddof=0),
+            "sparsity_mean": g["sparsity"].mean(),
+            "sparsity_std": g["sparsity"].std(ddof=1),
+            "sparsity_std0": g["sparsity"].std(ddof=0),
+            "repeats": g["repeat"].agg(lambda s: ",".join(str(r) for r in sorted(s))),
+        }
+    )
     return out.reset_index()
 
 
@@ -287,17 +326,21 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     a = L.append
     a("# The authors' WRN-28-10 training curves (CIFAR-10, CIFAR-100)")
     a("")
-    a("`authors_wrn_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
-      "that the")
+    a(
+        "`authors_wrn_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
+        "that the"
+    )
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer. Numbers only are carried over; none of their code.")
     a("")
     a(f"- Read from a clone of donlan2710/gRDA-Optimizer at commit `{commit}` (branch master;")
-    a("  the logs were added in 271b12aa780608646daf546cce8b6caee76e9bb3, \"Add codes for experiments in our NeurIPS")
-    a("  paper\", PR #14, 2020-10-08).")
+    a('  the logs were added in 271b12aa780608646daf546cce8b6caee76e9bb3, "Add codes for experiments in our NeurIPS')
+    a('  paper", PR #14, 2020-10-08).')
     a("- Files: `directional_pruning/Figures/appendix/train_cifar10/wrn28x10/<k>/{sgd,grda_c0.001_mu<MU>}.txt` and")
-    a("  `directional_pruning/Figures/appendix/train_cifar100/wrn28x10/<k>/...` for repeats k = 1..10 "
-      f"({wrn['path'].nunique()} logs).")
+    a(
+        "  `directional_pruning/Figures/appendix/train_cifar100/wrn28x10/<k>/...` for repeats k = 1..10 "
+        f"({wrn['path'].nunique()} logs)."
+    )
     a("  The CIFAR-10 mu 0.4 runs exist for repeats 1-4 only; `train_cifar100/wrn28x10/8/grda_c_mu.txt` is empty")
     a("  and ignored.")
     a("- Runs (their `Connectivity_Projection/run_cifar{10,100}_wrn28x10_train.sh`): lr 0.1, batch 128, 200 epochs,")
@@ -322,7 +365,7 @@ def markdown(table: pd.DataFrame, wrn: pd.DataFrame, vgg: Optional[pd.DataFrame]
     a("  plots 0).")
     a("- Statistics over the repeats of one setting: n, mean, std (ddof=1, sample), min, max. The authors' notebooks")
     a("  (`.../wrn28x10/draw_gRDA_comparison_trainingloss.ipynb`) print np.std (ddof=0); `std0` below gives that.")
-    a("  Their printed table's column \"Epoch 1\" is array index 1, i.e. epoch 2 (their 19.11 % at \"epoch 1\" is")
+    a('  Their printed table\'s column "Epoch 1" is array index 1, i.e. epoch 2 (their 19.11 % at "epoch 1" is')
     a("  epoch 2 here).")
     a("")
     L.extend(wrn_tables(table, wrn))
@@ -341,11 +384,16 @@ def wrn_tables(table: pd.DataFrame, wrn: pd.DataFrame) -> List[str]:
     a("| dataset | optimizer | mu | c | n | repeats | test acc % mean ± std (std0) | sparsity % mean ± std (std0) |")
     a("|---|---|---|---|---|---|---|---|")
     for _, r in table.iterrows():
-        a(f"| {r['dataset']} | {r['optimizer']} | {fmt(r['mu'], 3)} | {fmt(r['c'], 3)} | {r['n']} | {r['repeats']} | "
-          f"{r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} ({r['test_acc_std0']:.3f}) | "
-          + (f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} ({r['sparsity_std0']:.3f})"
-             if not math.isnan(r['sparsity_mean']) else "–")
-          + " |")
+        a(
+            f"| {r['dataset']} | {r['optimizer']} | {fmt(r['mu'], 3)} | {fmt(r['c'], 3)} | {r['n']} | {r['repeats']} | "
+            f"{r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} ({r['test_acc_std0']:.3f}) | "
+            + (
+                f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} ({r['sparsity_std0']:.3f})"
+                if not math.isnan(r["sparsity_mean"])
+                else "–"
+            )
+            + " |"
+        )
     a("")
     a("## Early-epoch sparsity (% zeros, mean over repeats)")
     a("")
@@ -369,23 +417,27 @@ def vgg_final_section(vgg: pd.DataFrame) -> List[str]:
     a("`authors_vgg16_curves.md`). Files `.../train_cifar10/vgg16/mu_<MU>_c_<C>_lr_<k>.txt`, k = repeat in")
     a(f"{VGG_NOTEBOOK_REPEATS} as in the authors' notebook `.../vgg16/Untitled1.ipynb` (repeat 4 left out: its")
     a("mu 0.7 run diverged to a NaN loss); the c = 0 files (mu 0.51 in the name: gRDA without its l1 term, plain")
-    a("SGD) are its \"SGD\" curve. Sparsity = 100·(1 − the log's `sparsity` column, which is the nonzero")
+    a('SGD) are its "SGD" curve. Sparsity = 100·(1 − the log\'s `sparsity` column, which is the nonzero')
     a("fraction).")
     a("")
     a("| optimizer | mu | c | n | repeats | last epoch | test acc % mean ± std | sparsity % mean ± std |")
     a("|---|---|---|---|---|---|---|---|")
     for _, r in vgg.sort_values("optimizer", ascending=False, kind="stable").iterrows():  # SGD first
-        a(f"| {r['optimizer']} | {fmt(r['mu'], 2)} | {fmt(r['c'], 4)} | {r['n']} | {r['repeats']} | "
-          f"{r['last_epoch']} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
-          f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} |")
+        a(
+            f"| {r['optimizer']} | {fmt(r['mu'], 2)} | {fmt(r['c'], 4)} | {r['n']} | {r['repeats']} | "
+            f"{r['last_epoch']} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
+            f"{r['sparsity_mean']:.3f} ± {r['sparsity_std']:.3f} |"
+        )
     a("")
     return L
 
 
 def regenerate_line(commit: str) -> str:
-    return (f"Regenerate (`git clone {AUTHORS_URL}` gives a clone; --repo defaults to ${REPO_ENV}):\n"
-            f"`python scripts/authors/authors_wrn_curves.py --repo PATH_TO_A_CLONE --commit {commit}`\n"
-            "or `make authors-logs REPO=PATH_TO_A_CLONE`.")
+    return (
+        f"Regenerate (`git clone {AUTHORS_URL}` gives a clone; --repo defaults to ${REPO_ENV}):\n"
+        f"`python scripts/authors/authors_wrn_curves.py --repo PATH_TO_A_CLONE --commit {commit}`\n"
+        "or `make authors-logs REPO=PATH_TO_A_CLONE`."
+    )
 
 
 def name(path: str) -> str:
@@ -401,8 +453,13 @@ def diverged(runs: pd.DataFrame) -> pd.DataFrame:
     """Per log whose train loss turns NaN: path, first NaN epoch, last epoch, test acc there."""
     bad = runs[runs["train_loss"].isna()]
     g = bad.groupby("path")
-    return pd.DataFrame({"first": g["epoch"].min(), "last": g["epoch"].max(),
-                         "test_acc": g["test_acc"].agg(lambda s: ",".join(f"{v:g}" for v in sorted(set(s))))})
+    return pd.DataFrame(
+        {
+            "first": g["epoch"].min(),
+            "last": g["epoch"].max(),
+            "test_acc": g["test_acc"].agg(lambda s: ",".join(f"{v:g}" for v in sorted(set(s)))),
+        }
+    )
 
 
 def setting_label(r) -> str:
@@ -420,33 +477,33 @@ def epoch_table(curves_: pd.DataFrame, col: str, nd: int) -> List[str]:
 
 # The VGG page's fixed text: their runs, and the columns of authors_vgg16_curves.csv
 VGG_RUNS_AND_COLUMNS = [
-    '## Runs',
-    '',
-    '- Their `Connectivity_Projection/run_cifar10_vgg16_train.sh`: VGG16 without BatchNorm, lr 0.1, batch 128,',
-    '  600 epochs, no momentum, no weight decay, 10 repeats; lr constant to 50 % of the epochs, linear down to 1 %',
+    "## Runs",
+    "",
+    "- Their `Connectivity_Projection/run_cifar10_vgg16_train.sh`: VGG16 without BatchNorm, lr 0.1, batch 128,",
+    "  600 epochs, no momentum, no weight decay, 10 repeats; lr constant to 50 % of the epochs, linear down to 1 %",
     "  of it at 90 %, then constant. That script starts the gRDA runs of a repeat from its SGD run's",
-    '  `checkpoint-0.pt`; the logs print no resume line, so they do not show it (the committed `train.py` seeds with',
-    '  `--seed`, default 1).',
-    '- The logs are not what the committed `train.py` writes (it names them `sgd.txt` / `grda_c<C>_mu<MU>.txt` and',
-    '  prints 7 columns): they come from a variant of it that is not in the repository, which adds the 8th column',
-    '  `sparsity` and prints no optimizer. Before the table each log lists the 32 parameter tensors (weights and',
-    '  biases of the 13 conv and 3 linear layers); the fraction is presumably over all of them.',
-    '',
-    '## Columns of authors_vgg16_curves.csv',
-    '',
-    'One row per (optimizer, mu, c, lr, epoch), same columns as `authors_wrn_curves.csv`:',
-    '',
-    '- `dataset` cifar10, `model` vgg16; `optimizer` `sgd` (the c = 0 files; `mu` and `c` empty, as the SGD rows of',
-    '  `authors_wrn_curves.csv` and `paper_results.csv`) or `grda` (`mu`, `c` from the file name); `lr` the base lr',
-    '  (0.1, the lr the log prints for epoch 1); `epoch` 1..600; `n` the repeats averaged (9);',
-    '  `lr_epoch` the lr the logs print for that epoch.',
+    "  `checkpoint-0.pt`; the logs print no resume line, so they do not show it (the committed `train.py` seeds with",
+    "  `--seed`, default 1).",
+    "- The logs are not what the committed `train.py` writes (it names them `sgd.txt` / `grda_c<C>_mu<MU>.txt` and",
+    "  prints 7 columns): they come from a variant of it that is not in the repository, which adds the 8th column",
+    "  `sparsity` and prints no optimizer. Before the table each log lists the 32 parameter tensors (weights and",
+    "  biases of the 13 conv and 3 linear layers); the fraction is presumably over all of them.",
+    "",
+    "## Columns of authors_vgg16_curves.csv",
+    "",
+    "One row per (optimizer, mu, c, lr, epoch), same columns as `authors_wrn_curves.csv`:",
+    "",
+    "- `dataset` cifar10, `model` vgg16; `optimizer` `sgd` (the c = 0 files; `mu` and `c` empty, as the SGD rows of",
+    "  `authors_wrn_curves.csv` and `paper_results.csv`) or `grda` (`mu`, `c` from the file name); `lr` the base lr",
+    "  (0.1, the lr the log prints for epoch 1); `epoch` 1..600; `n` the repeats averaged (9);",
+    "  `lr_epoch` the lr the logs print for that epoch.",
     "- `test_acc_*`: the log's `te_acc` (%); `train_loss_*`: its `tr_loss`.",
     "- `sparsity_*`: % of exactly-zero entries = 100·(1 − the log's `sparsity` column, which is the **nonzero",
-    '  fraction**). The fraction is printed with 4 decimals, so this has a resolution of 0.01 points. The SGD logs',
-    '  print 1.0000 every epoch: 0 % zeros.',
+    "  fraction**). The fraction is printed with 4 decimals, so this has a resolution of 0.01 points. The SGD logs",
+    "  print 1.0000 every epoch: 0 % zeros.",
     "- `_mean`, `_std` (ddof=1, sample), `_min`, `_max` over the repeats. The notebook's bands are mean ± np.std",
-    '  (ddof=0), i.e. std·sqrt(8/9).',
-    '',
+    "  (ddof=0), i.e. std·sqrt(8/9).",
+    "",
 ]
 
 
@@ -456,8 +513,10 @@ def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame
     used = sorted(vruns["path"].unique())
     a("# The authors' VGG16 training curves (CIFAR-10)")
     a("")
-    a("`authors_vgg16_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
-      "that the")
+    a(
+        "`authors_vgg16_curves.csv` is made by `python scripts/authors/authors_wrn_curves.py` from the console logs "
+        "that the"
+    )
     a("authors of *Directional Pruning of Deep Neural Networks* (Chao, Wang, Xing, Cheng, NeurIPS 2020) committed to")
     a("their repository github.com/donlan2710/gRDA-Optimizer, read from a clone of donlan2710/gRDA-Optimizer at commit")
     a(f"`{commit}` (the logs were added in 271b12aa780608646daf546cce8b6caee76e9bb3, PR #14,")
@@ -472,17 +531,23 @@ def vgg_markdown(table: pd.DataFrame, vruns: pd.DataFrame, allruns: pd.DataFrame
     a("  `read_file(0.51, 0.0, seed)` and `read_file(mu, 0.0005, seed)` for mu in 0.4, 0.51, 0.6, 0.7 and seed in")
     a("  [1, 2, 3, 5, 6, 7, 8, 9, 10]; array shape (5, 9, 600, 8)) to draw mean ± std in")
     a("  `gRDA_SGD_cifar10_vgg16_10seeds_acc_loss.pdf`, the paper's appendix VGG16 figure. Its legend calls the c = 0")
-    a("  curve \"SGD (no other parameters)\": gRDA with c = 0 has no soft-threshold, i.e. it is plain SGD")
+    a('  curve "SGD (no other parameters)": gRDA with c = 0 has no soft-threshold, i.e. it is plain SGD')
     a("  (no momentum).")
     bad = diverged(allruns)
     four = allruns[(allruns["repeat"] == 4) & allruns["notebook_setting"]]
     with4 = allruns[allruns["notebook_setting"] & allruns["repeat"].isin(VGG_NOTEBOOK_REPEATS + [4])]
     shift = final_shift(vruns, with4)
-    wrap(L, "- Repeat 4 is left out of every setting, as in the notebook, which never reads it. Its diverged run: "
-         + "; ".join(f"`{name(p)}` prints train loss `nan` and test accuracy {r['test_acc']} % from epoch "
-                     f"{r['first']} to {r['last']}" for p, r in bad.iterrows())
-         + f". The other settings' repeat-4 logs are complete; adding them would move the epoch-{VGG_EPOCHS} means "
-         f"by at most {shift['test_acc']:.3f} points (test acc) and {shift['sparsity']:.3f} points (sparsity).")
+    wrap(
+        L,
+        "- Repeat 4 is left out of every setting, as in the notebook, which never reads it. Its diverged run: "
+        + "; ".join(
+            f"`{name(p)}` prints train loss `nan` and test accuracy {r['test_acc']} % from epoch "
+            f"{r['first']} to {r['last']}"
+            for p, r in bad.iterrows()
+        )
+        + f". The other settings' repeat-4 logs are complete; adding them would move the epoch-{VGG_EPOCHS} means "
+        f"by at most {shift['test_acc']:.3f} points (test acc) and {shift['sparsity']:.3f} points (sparsity).",
+    )
     extra = sorted(set(allruns["path"]) - set(used) - set(four["path"]))
     wrap(L, "- Not read either (nor by the notebook): " + ", ".join(f"`{name(p)}`" for p in extra) + ".")
     rows, diff = early_all_files(allruns)
@@ -503,8 +568,11 @@ def vgg_epoch_tables(table: pd.DataFrame) -> List[str]:
     L: List[str] = []
     a = L.append
     a("## Selected epochs (means over the 9 repeats)")
-    for title, col, nd in (("Sparsity (% zeros)", "sparsity", 2), ("Test accuracy (%)", "test_acc", 2),
-                           ("Train loss", "train_loss", 4)):
+    for title, col, nd in (
+        ("Sparsity (% zeros)", "sparsity", 2),
+        ("Test accuracy (%)", "test_acc", 2),
+        ("Train loss", "train_loss", 4),
+    ):
         a("")
         a(f"{title}:")
         a("")
@@ -515,8 +583,10 @@ def vgg_epoch_tables(table: pd.DataFrame) -> List[str]:
     a("| setting | n | test acc % | sparsity % | train loss |")
     a("|---|---|---|---|---|")
     for _, r in table[table["epoch"] == VGG_EPOCHS].iterrows():
-        cells = [f"{r[f'{c}_mean']:.{nd}f} ± {r[f'{c}_std']:.{nd}f} [{r[f'{c}_min']:.{nd}f}, {r[f'{c}_max']:.{nd}f}]"
-                 for c, nd in (("test_acc", 2), ("sparsity", 2), ("train_loss", 5))]
+        cells = [
+            f"{r[f'{c}_mean']:.{nd}f} ± {r[f'{c}_std']:.{nd}f} [{r[f'{c}_min']:.{nd}f}, {r[f'{c}_max']:.{nd}f}]"
+            for c, nd in (("test_acc", 2), ("sparsity", 2), ("train_loss", 5))
+        ]
         a(f"| {setting_label(r)} | {r['n']} | " + " | ".join(cells) + " |")
     a("")
     return L
@@ -534,16 +604,21 @@ def settings(df: pd.DataFrame):
 def early_all_files(allruns: pd.DataFrame, epochs=(1, 2, 3, 5, 10)) -> Tuple[List[str], float]:
     """Markdown rows: early mean % zeros per notebook setting, its notebook repeats vs all of its files; the
     largest difference over epochs 1-10."""
-    out = ["| setting | files | n | " + " | ".join(f"ep {e}" for e in epochs) + " |",
-           "|---|---|---|" + "---|" * len(epochs)]
+    out = [
+        "| setting | files | n | " + " | ".join(f"ep {e}" for e in epochs) + " |",
+        "|---|---|---|" + "---|" * len(epochs),
+    ]
     diff = 0.0
     for g_all in settings(allruns[allruns["notebook_setting"]]):
         g_nb = g_all[g_all["notebook"]]
         m_all, m_nb = (g.groupby("epoch")["sparsity"].mean() for g in (g_all, g_nb))
         diff = max(diff, (m_all - m_nb).loc[1:10].abs().max())
         for name, g, m in (("notebook", g_nb, m_nb), ("all", g_all, m_all)):
-            out.append(f"| {setting_label(g.iloc[0])} | {name} | {g['path'].nunique()} | "
-                       + " | ".join(f"{m[e]:.2f}" for e in epochs) + " |")
+            out.append(
+                f"| {setting_label(g.iloc[0])} | {name} | {g['path'].nunique()} | "
+                + " | ".join(f"{m[e]:.2f}" for e in epochs)
+                + " |"
+            )
     return out, diff
 
 
@@ -562,17 +637,26 @@ def final_shift(vruns: pd.DataFrame, with4: pd.DataFrame) -> Dict[str, float]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", default=os.environ.get(REPO_ENV),
-                    help=f"a clone (bare is fine) of donlan2710/gRDA-Optimizer (default: ${REPO_ENV})")
+    ap.add_argument(
+        "--repo",
+        default=os.environ.get(REPO_ENV),
+        help=f"a clone (bare is fine) of donlan2710/gRDA-Optimizer (default: ${REPO_ENV})",
+    )
     ap.add_argument("--commit", default="HEAD")
-    ap.add_argument("--out", default=str(REPO_ROOT / "results"),
-                    help="folder for authors_wrn_curves.{csv,md} and authors_vgg16_curves.{csv,md}")
+    ap.add_argument(
+        "--out",
+        default=str(REPO_ROOT / "results"),
+        help="folder for authors_wrn_curves.{csv,md} and authors_vgg16_curves.{csv,md}",
+    )
     ap.add_argument("--no-vgg", action="store_true", help="skip the VGG16 files and the VGG16 section of the .md")
     args = ap.parse_args(argv)
     if not args.repo or not Path(args.repo).exists():
         where = f"at {args.repo}" if args.repo else f"given (--repo or ${REPO_ENV})"
-        print(f"error: no clone of the authors' repository {where}; get one with `git clone {AUTHORS_URL}` and pass "
-              f"--repo PATH or set {REPO_ENV}=PATH", file=sys.stderr)
+        print(
+            f"error: no clone of the authors' repository {where}; get one with `git clone {AUTHORS_URL}` and pass "
+            f"--repo PATH or set {REPO_ENV}=PATH",
+            file=sys.stderr,
+        )
         return 2
     commit = git(args.repo, "rev-parse", args.commit).strip()
     runs = load(args.repo, commit, wrn_logs(args.repo, commit))

@@ -73,18 +73,29 @@ class FigureSpec:
 
 
 FIGURES = (
-    FigureSpec("test_acc", "cifar_cnn_acc_test_multiopt.png",
-               ("SGD", "SGD Nesterov", "gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0", "Adam", "Adagrad"),
-               (0, 20, 40, 60, 80, 100), (0.4, 0.5, 0.6, 0.7, 0.8), "authors_keras_cnn_digitized_acc.png",
-               ((0, 12, 0.32, 0.80), (40, 70, 0.77, 0.835), (70, 100, 0.77, 0.835))),
-    FigureSpec("nonzero_ratio", "cifar_cnn_nonzero_weights_multiopt.png",
-               ("gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0"),
-               (0, 20, 40, 60, 80, 100), (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "authors_keras_cnn_digitized_nonzero.png",
-               ((0, 14, 0.0, 1.0), (8, 22, 0.0, 0.1), (0, 30, 0.8, 1.0))),
+    FigureSpec(
+        "test_acc",
+        "cifar_cnn_acc_test_multiopt.png",
+        ("SGD", "SGD Nesterov", "gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0", "Adam", "Adagrad"),
+        (0, 20, 40, 60, 80, 100),
+        (0.4, 0.5, 0.6, 0.7, 0.8),
+        "authors_keras_cnn_digitized_acc.png",
+        ((0, 12, 0.32, 0.80), (40, 70, 0.77, 0.835), (70, 100, 0.77, 0.835)),
+    ),
+    FigureSpec(
+        "nonzero_ratio",
+        "cifar_cnn_nonzero_weights_multiopt.png",
+        ("gRDA mu=0.3", "gRDA mu=0.51", "gRDA mu=0.7", "gRDA mu=1.0"),
+        (0, 20, 40, 60, 80, 100),
+        (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        "authors_keras_cnn_digitized_nonzero.png",
+        ((0, 14, 0.0, 1.0), (8, 22, 0.0, 0.1), (0, 30, 0.8, 1.0)),
+    ),
 )
 
 
 # ---------------------------------------------------------------- image and frame
+
 
 def load_rgb(path: Path) -> np.ndarray:
     """The picture as H x W x 3 uint8, transparent parts composited onto white."""
@@ -117,6 +128,7 @@ def consecutive_groups(indices: np.ndarray) -> list[np.ndarray]:
 @dataclass(frozen=True)
 class AxesFrame:
     """Pixel rows/columns (first, last) covered by each spine."""
+
     top: tuple[int, int]
     bottom: tuple[int, int]
     left: tuple[int, int]
@@ -142,6 +154,7 @@ def find_axes_frame(rgb: np.ndarray) -> AxesFrame:
 
 
 # ---------------------------------------------------------------- ticks and calibration
+
 
 def darkness(rgb: np.ndarray) -> np.ndarray:
     return 1.0 - rgb.astype(float).mean(axis=2) / 255.0
@@ -172,6 +185,7 @@ def find_y_ticks(rgb: np.ndarray, frame: AxesFrame) -> np.ndarray:
 @dataclass(frozen=True)
 class AxisCalibration:
     """pixel = intercept + slope * value, fitted to the tick marks."""
+
     intercept: float
     slope: float
     tick_px: tuple[float, ...]
@@ -192,13 +206,16 @@ def calibrate(tick_px: np.ndarray, tick_values: tuple[float, ...], axis: str) ->
     """Least-squares line from tick values to tick pixels; ticks are matched in order along the axis."""
     values = sorted(tick_values, reverse=(axis == "y"))  # pixel rows grow downwards
     if len(tick_px) != len(values):
-        raise ValueError(f"{axis} axis: found {len(tick_px)} tick marks at px {np.round(tick_px, 1)}, "
-                         f"expected {len(values)} for values {tick_values}")
+        raise ValueError(
+            f"{axis} axis: found {len(tick_px)} tick marks at px {np.round(tick_px, 1)}, "
+            f"expected {len(values)} for values {tick_values}"
+        )
     slope, intercept = np.polyfit(values, tick_px, 1)
     return AxisCalibration(float(intercept), float(slope), tuple(map(float, tick_px)), tuple(map(float, values)))
 
 
 # ---------------------------------------------------------------- legend and colours
+
 
 def find_legend_box(rgb: np.ndarray, frame: AxesFrame, pad: int = 4) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) px of the legend frame inside the axes, padded; None if there is none."""
@@ -210,17 +227,22 @@ def find_legend_box(rgb: np.ndarray, frame: AxesFrame, pad: int = 4) -> tuple[in
     long_cols = np.flatnonzero(longest_run_per_row(grey.T) >= min_len)
     if len(long_rows) < 2 or len(long_cols) < 2:
         return None
-    return (int(long_rows.min()) - pad, int(long_rows.max()) + pad, int(long_cols.min()) - pad,
-            int(long_cols.max()) + pad)
+    return (
+        int(long_rows.min()) - pad,
+        int(long_rows.max()) + pad,
+        int(long_cols.min()) - pad,
+        int(long_cols.max()) + pad,
+    )
 
 
-def classify_colours(rgb: np.ndarray, colours: list[tuple[int, int, int]], frame: AxesFrame,
-                     legend: tuple[int, int, int, int] | None) -> np.ndarray:
+def classify_colours(
+    rgb: np.ndarray, colours: list[tuple[int, int, int]], frame: AxesFrame, legend: tuple[int, int, int, int] | None
+) -> np.ndarray:
     """Label per pixel: 0 background, k = 1.. the k-th colour, -1 unclassified, -2 outside the axes or legend."""
     palette = [BACKGROUND, *colours]
     rows, cols = frame.interior()
     inside = rgb[rows, cols].astype(np.int32)
-    best = np.full(inside.shape[:2], int(COLOUR_TOLERANCE ** 2) + 1, dtype=np.int32)  # squared RGB distance
+    best = np.full(inside.shape[:2], int(COLOUR_TOLERANCE**2) + 1, dtype=np.int32)  # squared RGB distance
     label = np.full(inside.shape[:2], UNCLASSIFIED, dtype=np.int8)
     for k, colour in enumerate(palette):
         dist2 = sum((inside[..., c] - colour[c]) ** 2 for c in range(3))
@@ -230,16 +252,18 @@ def classify_colours(rgb: np.ndarray, colours: list[tuple[int, int, int]], frame
     labels[rows, cols] = label
     if legend is not None:
         top, bottom, left, right = legend
-        labels[top:bottom + 1, left:right + 1] = MASKED
+        labels[top : bottom + 1, left : right + 1] = MASKED
     return labels
 
 
 # ---------------------------------------------------------------- reading the lines
 
+
 @dataclass
 class ColumnRuns:
     """Vertical runs of one colour: column, first and last row, whether each end is the line's true edge (free)
     and whether it borders plain background."""
+
     col: np.ndarray
     top: np.ndarray
     bottom: np.ndarray
@@ -279,10 +303,18 @@ def colour_runs(labels: np.ndarray, k: int, neighbours: tuple[np.ndarray, np.nda
     row_above = above[np.maximum(top - 1, 0), col]
     row_below = below[np.minimum(bottom + 1, height - 1), col]
     label_above = np.where((top > 0) & (row_above >= 0), labels[np.maximum(row_above, 0), col], MASKED)
-    label_below = np.where((bottom < height - 1) & (row_below < height),
-                           labels[np.minimum(row_below, height - 1), col], MASKED)
-    return ColumnRuns(col, top, bottom, is_underneath(label_above, k), is_underneath(label_below, k),
-                      label_above == BACKGROUND_LABEL, label_below == BACKGROUND_LABEL)
+    label_below = np.where(
+        (bottom < height - 1) & (row_below < height), labels[np.minimum(row_below, height - 1), col], MASKED
+    )
+    return ColumnRuns(
+        col,
+        top,
+        bottom,
+        is_underneath(label_above, k),
+        is_underneath(label_below, k),
+        label_above == BACKGROUND_LABEL,
+        label_below == BACKGROUND_LABEL,
+    )
 
 
 def is_underneath(label: np.ndarray, k: int) -> np.ndarray:
@@ -293,6 +325,7 @@ def is_underneath(label: np.ndarray, k: int) -> np.ndarray:
 @dataclass
 class SegmentFit:
     """Centre row = intercept + slope * column, between two plotted epochs."""
+
     intercept: float
     slope: float
     n_columns: int  # columns inside the segment, away from the joins
@@ -330,14 +363,14 @@ def centre_estimates(runs: ColumnRuns, run_length: float) -> tuple[np.ndarray, n
     """Centre row per run: whole runs give their middle, runs with one free edge give edge -/+ half a run."""
     whole = (runs.top_free & runs.bottom_free) | (np.abs(runs.length - run_length) <= max(2.0, 0.1 * run_length))
     half = (run_length - 1) / 2
-    centre = np.where(whole, (runs.top + runs.bottom) / 2,
-                      np.where(runs.top_free, runs.top + half, runs.bottom - half))
+    centre = np.where(whole, (runs.top + runs.bottom) / 2, np.where(runs.top_free, runs.top + half, runs.bottom - half))
     usable = whole | runs.top_free | runs.bottom_free
     return centre[usable], runs.col[usable], whole[usable]
 
 
-def robust_segment(cols: np.ndarray, rows: np.ndarray, whole: np.ndarray, first_guess: tuple[float, float],
-                   n_columns: int) -> SegmentFit | None:
+def robust_segment(
+    cols: np.ndarray, rows: np.ndarray, whole: np.ndarray, first_guess: tuple[float, float], n_columns: int
+) -> SegmentFit | None:
     """Straight line through the column readings, one per column, dropping readings off the line."""
     intercept, slope = first_guess
     keep = np.zeros(len(cols), dtype=bool)
@@ -377,8 +410,9 @@ def read_segment(runs: ColumnRuns, col_range: tuple[int, int], flat_run_px: floa
     return fit
 
 
-def bounded_segment(runs: ColumnRuns, flat_run_px: float, guess: tuple[float, float],
-                    n_columns: int) -> SegmentFit | None:
+def bounded_segment(
+    runs: ColumnRuns, flat_run_px: float, guess: tuple[float, float], n_columns: int
+) -> SegmentFit | None:
     """A hidden segment: every visible sliver lies on the line, so in each column the centre is within half a run
     of the sliver's far ends; the middle of that interval is the reading, its half-width the bound."""
     cols, column_of_run = np.unique(runs.col, return_inverse=True)
@@ -450,8 +484,9 @@ def vertex_reading(left: SegmentFit | None, right: SegmentFit | None, x: float) 
     return np.nan, MISSING, 0.0, np.nan
 
 
-def read_epochs(segments: list[SegmentFit | None], x_cal: AxisCalibration, plotted: np.ndarray,
-                epochs: np.ndarray) -> CurveReading:
+def read_epochs(
+    segments: list[SegmentFit | None], x_cal: AxisCalibration, plotted: np.ndarray, epochs: np.ndarray
+) -> CurveReading:
     """Centre row at every epoch: plotted points from their segments' ends, others from their segment; gaps
     between readings are filled linearly (INTERPOLATED)."""
     rows = np.full(len(epochs), np.nan)
@@ -491,9 +526,18 @@ class FigureReading:
     def table(self) -> pd.DataFrame:
         parts = []
         for curve in self.curves:
-            parts.append(pd.DataFrame({"figure": self.spec.name, "optimizer": curve.optimizer, "epoch": curve.epochs,
-                                       "value": self.y_cal.to_value(curve.rows_px), "status": curve.status,
-                                       "bound": curve.bound_px / abs(self.y_cal.slope)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "figure": self.spec.name,
+                        "optimizer": curve.optimizer,
+                        "epoch": curve.epochs,
+                        "value": self.y_cal.to_value(curve.rows_px),
+                        "status": curve.status,
+                        "bound": curve.bound_px / abs(self.y_cal.slope),
+                    }
+                )
+            )
         return pd.concat(parts, ignore_index=True).dropna(subset=["value"])
 
     def visible_rows_near(self, optimizer: str, epoch: float) -> np.ndarray:
@@ -501,11 +545,12 @@ class FigureReading:
         k = self.spec.optimizers.index(optimizer) + 1
         x = float(self.x_cal.to_px(epoch))
         half = int(np.ceil(self.flat_run_px / 2))
-        return np.nonzero(self.labels[:, int(round(x)) - half:int(round(x)) + half + 1] == k)[0]
+        return np.nonzero(self.labels[:, int(round(x)) - half : int(round(x)) + half + 1] == k)[0]
 
 
-def digitize(path: Path, spec: FigureSpec, plotted: np.ndarray = PLOTTED_EPOCHS,
-             epochs: np.ndarray = ALL_EPOCHS) -> FigureReading:
+def digitize(
+    path: Path, spec: FigureSpec, plotted: np.ndarray = PLOTTED_EPOCHS, epochs: np.ndarray = ALL_EPOCHS
+) -> FigureReading:
     rgb = load_rgb(path)
     frame = find_axes_frame(rgb)
     x_cal = calibrate(find_x_ticks(rgb, frame), spec.x_ticks, "x")
@@ -583,8 +628,15 @@ def save_overlay(path: Path, reading: FigureReading, out: Path, width_px: int = 
     ax.set_axis_off()
     draw_points(ax, reading, size=3.5)
     draw_calibration(ax, reading)
-    ax.text(10, 10, "digitised points: o read, square hidden (bounded by slivers), magenta x interpolated; "
-            "magenta triangles: detected ticks; dashed: masked legend", fontsize=8, color="magenta", va="top")
+    ax.text(
+        10,
+        10,
+        "digitised points: o read, square hidden (bounded by slivers), magenta x interpolated; "
+        "magenta triangles: detected ticks; dashed: masked legend",
+        fontsize=8,
+        color="magenta",
+        va="top",
+    )
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     n = len(reading.spec.zooms)
@@ -598,6 +650,7 @@ def save_overlay(path: Path, reading: FigureReading, out: Path, width_px: int = 
 
 
 # ---------------------------------------------------------------- report
+
 
 def to_units(px: float, cal: AxisCalibration) -> float:
     return px / abs(cal.slope)
@@ -619,7 +672,7 @@ def kink_offset_px(reading: FigureReading, min_turn: float = 0.5) -> tuple[float
             if abs(turn) >= min_turn:
                 kink = (right.intercept - left.intercept) / turn
                 offsets.append(kink - float(reading.x_cal.to_px(PLOTTED_EPOCHS[i + 1])))
-                weights.append(turn ** 2)
+                weights.append(turn**2)
     return (float(np.average(offsets, weights=weights)), len(offsets)) if offsets else (np.nan, 0)
 
 
@@ -632,22 +685,29 @@ def reading_error(reading: FigureReading) -> dict[str, float]:
     calibration = to_units(np.abs(y_cal.residuals_px).max() + TICK_SNAP_PX, y_cal)
     joins = np.concatenate([c.join_disagreement_px for c in reading.curves])
     scatter = [s.rms_px for c in reading.curves for s in c.segments if s is not None and not s.hidden]
-    return {"half_width": half_width, "calibration": calibration, "bound": half_width + calibration,
-            "join_median": to_units(np.nanmedian(joins), y_cal),
-            "join_p95": to_units(np.nanpercentile(joins, 95), y_cal),
-            "join_max": to_units(np.nanmax(joins), y_cal), "scatter_median": to_units(float(np.median(scatter)), y_cal)}
+    return {
+        "half_width": half_width,
+        "calibration": calibration,
+        "bound": half_width + calibration,
+        "join_median": to_units(np.nanmedian(joins), y_cal),
+        "join_p95": to_units(np.nanpercentile(joins, 95), y_cal),
+        "join_max": to_units(np.nanmax(joins), y_cal),
+        "scatter_median": to_units(float(np.median(scatter)), y_cal),
+    }
 
 
 def calibration_lines(reading: FigureReading) -> list[str]:
     lines = []
     for axis, cal in (("x", reading.x_cal), ("y", reading.y_cal)):
         res = cal.residuals_px
-        lines.append(f"- {axis}: ticks {', '.join(f'{v:g}' for v in cal.tick_values)} found at px "
-                     f"{', '.join(f'{p:.1f}' for p in cal.tick_px)}; fit px = {cal.intercept:.2f} "
-                     f"{'+' if cal.slope > 0 else '-'} {abs(cal.slope):.3f} * value; residuals "
-                     f"{', '.join(f'{r:+.2f}' for r in res)} px (rms {np.sqrt(np.mean(res ** 2)):.2f} px, max "
-                     f"{np.abs(res).max():.2f} px = {to_units(np.abs(res).max(), cal):.5f} "
-                     f"{'epochs' if axis == 'x' else 'units'})")
+        lines.append(
+            f"- {axis}: ticks {', '.join(f'{v:g}' for v in cal.tick_values)} found at px "
+            f"{', '.join(f'{p:.1f}' for p in cal.tick_px)}; fit px = {cal.intercept:.2f} "
+            f"{'+' if cal.slope > 0 else '-'} {abs(cal.slope):.3f} * value; residuals "
+            f"{', '.join(f'{r:+.2f}' for r in res)} px (rms {np.sqrt(np.mean(res**2)):.2f} px, max "
+            f"{np.abs(res).max():.2f} px = {to_units(np.abs(res).max(), cal):.5f} "
+            f"{'epochs' if axis == 'x' else 'units'})"
+        )
     return lines
 
 
@@ -668,19 +728,23 @@ def status_lines(reading: FigureReading) -> list[str]:
         bounded = curve.status == BOUNDED
         bound_units = to_units(curve.bound_px[bounded].max(), reading.y_cal) if bounded.any() else 0.0
         partly = segment_names(curve.segments, lambda s: s is not None and not s.hidden and s.n_edge > s.n_centre)
-        line = (f"- {curve.optimizer}: {int((curve.status == READ).sum())} epochs read; "
-                f"interpolated ({int(curve.interpolated.sum())}): {epoch_list(curve.epochs[curve.interpolated])}; "
-                f"hidden, bounded by slivers ({int(bounded.sum())}): {epoch_list(curve.epochs[bounded])}"
-                f"{f' (+/-{bound_units:.4f})' if bounded.any() else ''}; "
-                f"partly covered segments, read mostly from the free edge: {partly}")
+        line = (
+            f"- {curve.optimizer}: {int((curve.status == READ).sum())} epochs read; "
+            f"interpolated ({int(curve.interpolated.sum())}): {epoch_list(curve.epochs[curve.interpolated])}; "
+            f"hidden, bounded by slivers ({int(bounded.sum())}): {epoch_list(curve.epochs[bounded])}"
+            f"{f' (+/-{bound_units:.4f})' if bounded.any() else ''}; "
+            f"partly covered segments, read mostly from the free edge: {partly}"
+        )
         missing = curve.epochs[curve.status == MISSING]
         if len(missing):
             line += f"; **missing ({len(missing)}): {epoch_list(missing)}**"
             rows = reading.visible_rows_near(curve.optimizer, missing[0])
             if len(rows):
                 values = reading.y_cal.to_value(rows)
-                line += (f" (line hidden under the others; near epoch {missing[0]} only {len(rows)} px of its colour "
-                         f"show, at values {values.min():.3f}-{values.max():.3f})")
+                line += (
+                    f" (line hidden under the others; near epoch {missing[0]} only {len(rows)} px of its colour "
+                    f"show, at values {values.min():.3f}-{values.max():.3f})"
+                )
         lines.append(line)
     return lines
 
@@ -688,8 +752,10 @@ def status_lines(reading: FigureReading) -> list[str]:
 def sample_table(table: pd.DataFrame, epochs=(1, 5, 10, 20, 30, 50, 99)) -> list[str]:
     wide = table[table.epoch.isin(epochs)].pivot(index="optimizer", columns="epoch", values="value")
     wide = wide.reindex(columns=list(epochs))
-    lines = ["| optimizer | " + " | ".join(f"epoch {e}" for e in wide.columns) + " |",
-             "|---|" + "---:|" * len(wide.columns)]
+    lines = [
+        "| optimizer | " + " | ".join(f"epoch {e}" for e in wide.columns) + " |",
+        "|---|" + "---:|" * len(wide.columns),
+    ]
     for name, row in wide.iterrows():
         lines.append(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in row) + " |")
     return lines
@@ -713,43 +779,71 @@ SGD Nesterov over SGD)."""
 
 
 def write_report(readings: list[FigureReading], table: pd.DataFrame, out: Path, command: str) -> None:
-    text = ["# The authors' Keras-CNN CIFAR-10 curves, digitised", "",
-            "Numbers read off the authors' two figures, `cifar_cnn_acc_test_multiopt.png` (test accuracy, 8 "
-            "optimizers) and `cifar_cnn_nonzero_weights_multiopt.png` (nonzero weight ratio, 4 gRDA runs), both "
-            "3861x2773 px, by `scripts/authors/digitize_authors_figure.py`:", "", f"    {command}", "",
-            "Data: `authors_keras_cnn_curves.csv`, columns `figure,optimizer,epoch,value` (figure `test_acc` or "
-            "`nonzero_ratio`; epoch = epochs completed), every integer epoch 1..99 where the line can be read. Odd "
-            "epochs are the authors' plotted points; even epochs are read on the straight segment drawn between "
-            "them (so they carry no information beyond the picture's linear join).",
-            "Check pictures (the digitised points drawn on the figure, downscaled): "
-            "`figures/authors_keras_cnn_digitized_acc.png`, `figures/authors_keras_cnn_digitized_nonzero.png`.",
-            "The method is tested on a synthetic matplotlib figure in the same style with known curves "
-            "(`tests/test_digitize.py`).", "", METHOD.replace("\n", " "), ""]
+    text = [
+        "# The authors' Keras-CNN CIFAR-10 curves, digitised",
+        "",
+        "Numbers read off the authors' two figures, `cifar_cnn_acc_test_multiopt.png` (test accuracy, 8 "
+        "optimizers) and `cifar_cnn_nonzero_weights_multiopt.png` (nonzero weight ratio, 4 gRDA runs), both "
+        "3861x2773 px, by `scripts/authors/digitize_authors_figure.py`:",
+        "",
+        f"    {command}",
+        "",
+        "Data: `authors_keras_cnn_curves.csv`, columns `figure,optimizer,epoch,value` (figure `test_acc` or "
+        "`nonzero_ratio`; epoch = epochs completed), every integer epoch 1..99 where the line can be read. Odd "
+        "epochs are the authors' plotted points; even epochs are read on the straight segment drawn between "
+        "them (so they carry no information beyond the picture's linear join).",
+        "Check pictures (the digitised points drawn on the figure, downscaled): "
+        "`figures/authors_keras_cnn_digitized_acc.png`, `figures/authors_keras_cnn_digitized_nonzero.png`.",
+        "The method is tested on a synthetic matplotlib figure in the same style with known curves "
+        "(`tests/test_digitize.py`).",
+        "",
+        METHOD.replace("\n", " "),
+        "",
+    ]
     for reading in readings:
         err = reading_error(reading)
         kink, kinks = kink_offset_px(reading)
         steep = max(abs(seg.slope) for c in reading.curves for seg in c.segments if seg is not None)
         steep_error = to_units(0.5 * steep, reading.y_cal)
-        text += [f"## {reading.spec.name}", "", "Calibration (tick marks found in the image, values as printed):",
-                 *calibration_lines(reading), "",
-                 f"Line width: {reading.flat_run_px:g} px (vertical run of a flat line) = "
-                 f"{to_units(reading.flat_run_px, reading.y_cal):.4f} units; 1 px = "
-                 f"{to_units(1, reading.y_cal):.5f} units. Legend box masked (top, bottom, left, right px): "
-                 f"{reading.legend}.", "",
-                 f"**Reading error: +/-{err['bound']:.4f} units** (conservative: half a line width "
-                 f"{err['half_width']:.4f} + calibration {err['calibration']:.5f}, i.e. the largest tick residual "
-                 f"plus {TICK_SNAP_PX:g} px for matplotlib snapping tick marks, but not lines, to whole pixels). The "
-                 f"precision actually observed is much finer: the two segments meeting at a plotted point agree to "
-                 f"{err['join_median']:.5f} units (median; 95th percentile {err['join_p95']:.5f}, max "
-                 f"{err['join_max']:.5f}), and the column centres scatter about their segment line by "
-                 f"{err['scatter_median']:.5f} units rms (median segment). Check of the x calibration: the kinks "
-                 f"where two segments meet ({kinks} of them) lie {kink:+.2f} px (weighted mean) from the calibrated "
-                 f"columns of their epochs; an x offset dx moves a reading by slope * dx, which matters only on "
-                 f"the steep first segments (e.g. 0.5 px there is up to ~{steep_error:.4f} units). Hidden, bounded "
-                 "points carry the larger +/- given below.", "",
-                 "Hidden and interpolated points:", *status_lines(reading), ""]
-    text += ["## Sample values", "", "Test accuracy:", "", *sample_table(table[table.figure == "test_acc"]), "",
-             "Nonzero weight ratio:", "", *sample_table(table[table.figure == "nonzero_ratio"]), ""]
+        text += [
+            f"## {reading.spec.name}",
+            "",
+            "Calibration (tick marks found in the image, values as printed):",
+            *calibration_lines(reading),
+            "",
+            f"Line width: {reading.flat_run_px:g} px (vertical run of a flat line) = "
+            f"{to_units(reading.flat_run_px, reading.y_cal):.4f} units; 1 px = "
+            f"{to_units(1, reading.y_cal):.5f} units. Legend box masked (top, bottom, left, right px): "
+            f"{reading.legend}.",
+            "",
+            f"**Reading error: +/-{err['bound']:.4f} units** (conservative: half a line width "
+            f"{err['half_width']:.4f} + calibration {err['calibration']:.5f}, i.e. the largest tick residual "
+            f"plus {TICK_SNAP_PX:g} px for matplotlib snapping tick marks, but not lines, to whole pixels). The "
+            f"precision actually observed is much finer: the two segments meeting at a plotted point agree to "
+            f"{err['join_median']:.5f} units (median; 95th percentile {err['join_p95']:.5f}, max "
+            f"{err['join_max']:.5f}), and the column centres scatter about their segment line by "
+            f"{err['scatter_median']:.5f} units rms (median segment). Check of the x calibration: the kinks "
+            f"where two segments meet ({kinks} of them) lie {kink:+.2f} px (weighted mean) from the calibrated "
+            f"columns of their epochs; an x offset dx moves a reading by slope * dx, which matters only on "
+            f"the steep first segments (e.g. 0.5 px there is up to ~{steep_error:.4f} units). Hidden, bounded "
+            "points carry the larger +/- given below.",
+            "",
+            "Hidden and interpolated points:",
+            *status_lines(reading),
+            "",
+        ]
+    text += [
+        "## Sample values",
+        "",
+        "Test accuracy:",
+        "",
+        *sample_table(table[table.figure == "test_acc"]),
+        "",
+        "Nonzero weight ratio:",
+        "",
+        *sample_table(table[table.figure == "nonzero_ratio"]),
+        "",
+    ]
     out.write_text("\n".join(text))
 
 
@@ -757,13 +851,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=Path("../shared/reference"))
     parser.add_argument("--out", type=Path, default=REPO / "results")
-    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                        help="redraw the digitised points on the figures (results/figures/)")
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="redraw the digitised points on the figures (results/figures/)",
+    )
     args = parser.parse_args(argv)
     missing = [spec.filename for spec in FIGURES if not (args.reference / spec.filename).is_file()]
     if missing:
-        print(f"error: {', '.join(missing)} not found in {args.reference}; pass --reference DIR, the folder that "
-              "holds the authors' two PNGs", file=sys.stderr)
+        print(
+            f"error: {', '.join(missing)} not found in {args.reference}; pass --reference DIR, the folder that "
+            "holds the authors' two PNGs",
+            file=sys.stderr,
+        )
         return 2
     readings = []
     for spec in FIGURES:

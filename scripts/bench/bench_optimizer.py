@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from src.models import build_model  # noqa: E402
 from grda import GRDA  # noqa: E402
+from src.models import build_model  # noqa: E402
 
 MODELS = {
     "resnet50": (dict(name="resnet50"), 1000, (3, 224, 224)),
@@ -69,8 +69,9 @@ class PerParameterLoopGRDA(torch.optim.Optimizer):
 def make_params(model_name: str, device: torch.device) -> List[torch.nn.Parameter]:
     cfg, classes, shape = MODELS[model_name]
     torch.manual_seed(0)
-    model = build_model(SimpleNamespace(**{"depth": 28, "widen_factor": 10, "dropout": 0.0, "conv_bias": True, **cfg}),
-                        classes, shape)
+    model = build_model(
+        SimpleNamespace(**{"depth": 28, "widen_factor": 10, "dropout": 0.0, "conv_bias": True, **cfg}), classes, shape
+    )
     gen = torch.Generator().manual_seed(1)
     params = [torch.nn.Parameter(p.detach().to(device)) for p in model.parameters()]
     return params, [(torch.randn(p.shape, generator=gen) * 1e-3).to(device) for p in params]
@@ -167,8 +168,8 @@ def main() -> int:
         "# Optimizer step time",
         "",
         f"Machine: {machine(device)}; torch {torch.__version__}; device {device}.",
-        f"Command: `{malloc_env}python scripts/bench/bench_optimizer.py --device {args.device} --repeats {args.repeats} "
-        f"--models {' '.join(args.models)}`",
+        f"Command: `{malloc_env}python scripts/bench/bench_optimizer.py --device {args.device} "
+        f"--repeats {args.repeats} --models {' '.join(args.models)}`",
         f"Median of {args.repeats} steps after {args.warmup} warm-up steps, variants interleaved in a shuffled order, "
         "each step from a cold "
         f"cache (a {FLUSH_BYTES // 2**20} MiB buffer is read before it); "

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""CPU inference: dense PyTorch vs the sparse runtime (src/sparse_runtime), end to end -> results/bench/sparse_inference_cpu.md
+r"""CPU inference: dense PyTorch vs the sparse runtime (src/sparse_runtime), end to end.
 
-    python scripts/bench/bench_sparse_inference.py                                   # the full table (~45 min, idle machine)
-    python scripts/bench/bench_sparse_inference.py --threads 1 --json-out a.json     # a part (e.g. one thread count) ...
-    python scripts/bench/bench_sparse_inference.py --from-json a.json b.json         # ... and the table from parts
-    python scripts/bench/bench_sparse_inference.py --keras-ckpt ~/grda-runs/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth
+Writes results/bench/sparse_inference_cpu.md:
+
+    python scripts/bench/bench_sparse_inference.py                                # the full table (~45 min, idle)
+    python scripts/bench/bench_sparse_inference.py --threads 1 --json-out a.json  # a part (one thread count) ...
+    python scripts/bench/bench_sparse_inference.py --from-json a.json b.json      # ... and the table from parts
+    python scripts/bench/bench_sparse_inference.py \
+        --keras-ckpt ~/grda-runs/cifar10_keras_cnn/figure/grda_mu1.0/checkpoint.pth
 
 Models: torchvision ResNet-50 (3x224x224, 1000 classes), WRN-28-10 (3x32x32, 10 classes), the Keras CNN (3x32x32,
 10 classes), each with a uniformly random fraction of every conv/linear weight set to zero (exactly that fraction
@@ -67,6 +70,7 @@ def portable(path: str) -> str:
 
 def portable_command(argv: List[str]) -> str:
     """The command line with every absolute path (also in --flag=PATH) made :func:`portable`."""
+
     def one(arg: str) -> str:
         flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         return flag + eq + portable(value) if value.startswith(("/", "~")) else arg
@@ -79,8 +83,12 @@ def _ints(text: str) -> List[int]:
 
 
 def _machine() -> Dict[str, Any]:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "kernel": "avx2" if kernel.uses_avx2() else ("generic" if kernel.available() else "none")}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "kernel": "avx2" if kernel.uses_avx2() else ("generic" if kernel.available() else "none"),
+    }
 
 
 class Rows(list):
@@ -109,8 +117,9 @@ def run(args) -> Dict[str, Any]:
             for pct in _ints(args.sparsities):
                 torch.manual_seed(0)
                 model = randomize_bn(sparsify_uniform(build(), pct / 100, seed=1), seed=2).eval()
-                rows += measure_model(model, shape, batches, threads, args, model=title, source=f"uniform {pct}%",
-                                      sparsity=pct)
+                rows += measure_model(
+                    model, shape, batches, threads, args, model=title, source=f"uniform {pct}%", sparsity=pct
+                )
                 del model
         for path in args.keras_ckpt:
             path = Path(path).expanduser()
@@ -122,11 +131,22 @@ def run(args) -> Dict[str, Any]:
             epoch = ckpt.get("epoch") if isinstance(ckpt, dict) else None
             weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
             zeros = 100 * sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
-            per_layer = {n: round(100 * float((m.weight == 0).float().mean()), 1) for n, m in model.named_modules()
-                         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
-            rows += measure_model(model, shape, _ints(args.batches), threads, args, model="Keras CNN",
-                                  source=f"gRDA {checkpoint_label(path)}, epoch {epoch}", sparsity=round(zeros, 2),
-                                  extra={"checkpoint": str(path), "epoch": epoch, "per_layer_zeros": per_layer})
+            per_layer = {
+                n: round(100 * float((m.weight == 0).float().mean()), 1)
+                for n, m in model.named_modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+            }
+            rows += measure_model(
+                model,
+                shape,
+                _ints(args.batches),
+                threads,
+                args,
+                model="Keras CNN",
+                source=f"gRDA {checkpoint_label(path)}, epoch {epoch}",
+                sparsity=round(zeros, 2),
+                extra={"checkpoint": str(path), "epoch": epoch, "per_layer_zeros": per_layer},
+            )
     return {"machine": _machine(), "rows": list(rows)}
 
 
@@ -152,20 +172,45 @@ def measure_model(net, shape, batches, threads, args, **meta) -> List[Dict[str, 
         t = time.time()
         busy0, own0 = _busy_s(), sum(os.times()[:2])
         res = bench(net, rt, shape, [b], rounds=args.rounds, budget_s=args.budget)[str(b)]
-        row = {**{k: v for k, v in meta.items() if k != "extra"}, "threads": threads, "batch": b,
-               **{k: res[k] for k in ("dense_ms", "sparse_ms", "speedup", "dense_per_s", "sparse_per_s", "plan",
-                                      "plan_s", "plan_sparse_ms", "plan_dense_ms", "rounds")},
-               "calls_per_sample": res.get("calls_per_sample"),
-               "wall_s": round(time.time() - t, 1),
-               # CPU time other processes took while this row was measured, per second of it (0: a quiet machine)
-               "others_cpu": (None if busy0 is None else
-                              round(max(0.0, (_busy_s() - busy0) - (sum(os.times()[:2]) - own0)) / (time.time() - t), 3)),
-               "layers": [{k: r[k] for k in ("name", "input", "density", "dense_ms", "sparse_ms", "best_sparse",
-                                             "choice")} for r in res["layers"]],
-               **(meta.get("extra") or {})}
-        print(f"{row['model']:10s} {row['source']:28s} {threads}t b={b:<3d} dense {row['dense_ms']:9.2f} ms  "
-              f"sparse {row['sparse_ms']:9.2f} ms  {row['speedup']:5.2f}x  plan {row['plan']:6s} "
-              f"({row['wall_s']:.0f} s, others {row['others_cpu']} cpu)", flush=True)
+        row = {
+            **{k: v for k, v in meta.items() if k != "extra"},
+            "threads": threads,
+            "batch": b,
+            **{
+                k: res[k]
+                for k in (
+                    "dense_ms",
+                    "sparse_ms",
+                    "speedup",
+                    "dense_per_s",
+                    "sparse_per_s",
+                    "plan",
+                    "plan_s",
+                    "plan_sparse_ms",
+                    "plan_dense_ms",
+                    "rounds",
+                )
+            },
+            "calls_per_sample": res.get("calls_per_sample"),
+            "wall_s": round(time.time() - t, 1),
+            # CPU time other processes took while this row was measured, per second of it (0: a quiet machine)
+            "others_cpu": (
+                None
+                if busy0 is None
+                else round(max(0.0, (_busy_s() - busy0) - (sum(os.times()[:2]) - own0)) / (time.time() - t), 3)
+            ),
+            "layers": [
+                {k: r[k] for k in ("name", "input", "density", "dense_ms", "sparse_ms", "best_sparse", "choice")}
+                for r in res["layers"]
+            ],
+            **(meta.get("extra") or {}),
+        }
+        print(
+            f"{row['model']:10s} {row['source']:28s} {threads}t b={b:<3d} dense {row['dense_ms']:9.2f} ms  "
+            f"sparse {row['sparse_ms']:9.2f} ms  {row['speedup']:5.2f}x  plan {row['plan']:6s} "
+            f"({row['wall_s']:.0f} s, others {row['others_cpu']} cpu)",
+            flush=True,
+        )
         out.append(row)
         del rt
     return out
@@ -200,12 +245,12 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
         "Speed-up = dense PyTorch latency / sparse runtime latency, end to end (medians of interleaved runs in one "
         "process; `rounds` per row below). Dense PyTorch is the unmodified model in eval mode under "
         "`torch.inference_mode()`. The runtime folds BatchNorm into the convolutions, fuses ReLUs, and runs each "
-        "Conv2d/Linear dense or sparse as timed per layer on this machine; \"(d)\" marks a model whose per-layer plan "
+        'Conv2d/Linear dense or sparse as timed per layer on this machine; "(d)" marks a model whose per-layer plan '
         "was not faster end to end than the original model, which then runs (plain PyTorch). Max pooling runs "
         "as a separable max (of strided views, or in the sparse kernel's C library) where that measured faster "
         "(PyTorch's NCHW max-pool kernel is slow), so "
         "folding and pooling alone make the runtime faster than dense PyTorch at 0 % zeros. Uniform "
-        "sparsity: exactly that fraction of every conv/linear weight is zero, at random positions. \"–\": not "
+        'sparsity: exactly that fraction of every conv/linear weight is zero, at random positions. "–": not '
         "measured.",
         "",
     ] + ([note, ""] if note else [])
@@ -217,49 +262,70 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
     header = "| model | weights | " + " | ".join(f"b={b}, {t}t" for t in threads for b in batches) + " |"
     lines += [header, "|---|---|" + "---:|" * (len(threads) * len(batches))]
     for model, source in models:
-        lines.append(f"| {model} | {source} | " + " | ".join(
-            _fmt_speedup(rows, model, source, t, b) for t in threads for b in batches) + " |")
-    lines += ["", "Latencies (ms; throughput = batch / latency). \"plan vs original\": the plan's own end-to-end "
-              "check, the original model against the planned one (fastest of their runs). \"rounds\": samples per "
-              "candidate; \"7 × 40/90\" means each sample was the mean of 40 dense / 90 sparse calls in a row (calls "
-              "under 20 ms are repeated so that one timer interrupt cannot decide a row). \"others' CPU\": CPU "
-              "seconds per second that other processes used while the row ran (0 = quiet; 2 = both cores busy "
-              "elsewhere).", "",
-              "| model | weights | threads | batch | dense ms | sparse ms | speed-up | plan vs original | dense /s | "
-              "sparse /s | plan | conv/linear sparse | rounds | plan + bench s | others' CPU |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {model} | {source} | "
+            + " | ".join(_fmt_speedup(rows, model, source, t, b) for t in threads for b in batches)
+            + " |"
+        )
+    lines += [
+        "",
+        'Latencies (ms; throughput = batch / latency). "plan vs original": the plan\'s own end-to-end '
+        'check, the original model against the planned one (fastest of their runs). "rounds": samples per '
+        'candidate; "7 × 40/90" means each sample was the mean of 40 dense / 90 sparse calls in a row (calls '
+        'under 20 ms are repeated so that one timer interrupt cannot decide a row). "others\' CPU": CPU '
+        "seconds per second that other processes used while the row ran (0 = quiet; 2 = both cores busy "
+        "elsewhere).",
+        "",
+        "| model | weights | threads | batch | dense ms | sparse ms | speed-up | plan vs original | dense /s | "
+        "sparse /s | plan | conv/linear sparse | rounds | plan + bench s | others' CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         convs = [x for x in r["layers"] if x.get("density") is not None]  # Conv2d/Linear, not the pooling
         sparse_layers = sum(1 for x in convs if x["choice"] != "dense")
-        vs = (f"{r['plan_dense_ms'] / r['plan_sparse_ms']:.2f}×" if r.get("plan_sparse_ms") else "–")
+        vs = f"{r['plan_dense_ms'] / r['plan_sparse_ms']:.2f}×" if r.get("plan_sparse_ms") else "–"
         others = "–" if r.get("others_cpu") is None else f"{r['others_cpu']:.2f}"
         lines.append(
             f"| {r['model']} | {r['source']} | {r['threads']} | {r['batch']} | {r['dense_ms']:.2f} | "
             f"{r['sparse_ms']:.2f} | {r['speedup']:.2f}× | {vs} | {r['dense_per_s']:.1f} | {r['sparse_per_s']:.1f} | "
-            f"{r['plan']} | {sparse_layers}/{len(convs)} | {_rounds(r)} | {r['wall_s']:.0f} | {others} |")
+            f"{r['plan']} | {sparse_layers}/{len(convs)} | {_rounds(r)} | {r['wall_s']:.0f} | {others} |"
+        )
     # Where sparsity does not pay: per-layer detail for the heaviest configurations.
-    lines += ["", "Per-layer times behind two rows (ms, medians; dense = PyTorch on the BN-folded weights; "
-              "sparse = the best sparse candidate):", ""]
+    lines += [
+        "",
+        "Per-layer times behind two rows (ms, medians; dense = PyTorch on the BN-folded weights; "
+        "sparse = the best sparse candidate):",
+        "",
+    ]
     for want in (("ResNet-50", "uniform 90%", 1), ("ResNet-50", "uniform 95%", 1)):
         pick = [r for r in rows if (r["model"], r["source"], r["batch"]) == want]
         if not pick:
             continue
         r = max(pick, key=lambda r: r["threads"])
-        lines += [f"{want[0]}, {want[1]}, batch {want[2]}, {r['threads']} threads:", "",
-                  "| layer | input | dense | sparse | best sparse | choice |", "|---|---|---:|---:|---|---|"]
+        lines += [
+            f"{want[0]}, {want[1]}, batch {want[2]}, {r['threads']} threads:",
+            "",
+            "| layer | input | dense | sparse | best sparse | choice |",
+            "|---|---|---:|---:|---|---|",
+        ]
         for x in r["layers"]:
             dense = "–" if x["dense_ms"] is None else f"{x['dense_ms']:.3f}"
             sparse = "–" if x["sparse_ms"] is None else f"{x['sparse_ms']:.3f}"
-            lines.append(f"| {x['name']} | {'×'.join(map(str, x['input']))} | {dense} | {sparse} | "
-                         f"{x['best_sparse'] or '–'} | {x['choice']} |")
+            lines.append(
+                f"| {x['name']} | {'×'.join(map(str, x['input']))} | {dense} | {sparse} | "
+                f"{x['best_sparse'] or '–'} | {x['choice']} |"
+            )
         lines.append("")
     seen = set()
     for r in rows:
         if "checkpoint" in r and r["checkpoint"] not in seen:
             seen.add(r["checkpoint"])
-            lines += [f"Checkpoint {portable(r['checkpoint'])} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): "
-                      "zeros per "
-                      "layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()), ""]
+            lines += [
+                f"Checkpoint {portable(r['checkpoint'])} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): "
+                "zeros per "
+                "layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()),
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -270,11 +336,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--wrn-batches", default="1,32", help="WRN-28-10's batch sizes (batch 32 is the slowest part)")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="end-to-end rounds (median) at most; fewer (at least 3) where they exceed --budget")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="end-to-end rounds (median) at most; fewer (at least 3) where they exceed --budget",
+    )
     parser.add_argument("--budget", type=float, default=4.0, help="seconds of end-to-end timing per row")
-    parser.add_argument("--skip", default="", help="MODEL:BATCH:THREADS,... combinations to leave out "
-                        "(e.g. resnet50:32:1, the heaviest)")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="MODEL:BATCH:THREADS,... combinations to leave out (e.g. resnet50:32:1, the heaviest)",
+    )
     parser.add_argument("--keras-ckpt", action="append", default=[], help="a real gRDA Keras CNN checkpoint")
     parser.add_argument("--plan-cache", default=None, help="plan cache file (default: a fresh temp file)")
     parser.add_argument("--json-out", default=None, help="also write the raw results here")

@@ -75,8 +75,12 @@ def bare_loop(args) -> None:
     import torch
 
     cfg, bundle, model, optimizer = build_run(harness_overrides(args, args.optim))
-    loader = torch.utils.data.DataLoader(bundle.train, batch_size=args.batch_size, shuffle=True,
-                                         num_workers=cfg.trainer.workers if cfg.trainer.workers >= 0 else 0)
+    loader = torch.utils.data.DataLoader(
+        bundle.train,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=cfg.trainer.workers if cfg.trainer.workers >= 0 else 0,
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     images_seen = 0
     start = time.perf_counter()
@@ -111,12 +115,18 @@ def interleaved_loops(args) -> None:
     setups = {}
     for kind in ("harness", "bare"):
         for optim in args.optims:
-            cfg, bundle, model, optimizer = build_run(harness_overrides(args, optim) + [
-                "trainer.workers=0", "trainer.progress=false", f"trainer.max_steps_per_epoch={args.chunk}"])
+            cfg, bundle, model, optimizer = build_run(
+                harness_overrides(args, optim)
+                + ["trainer.workers=0", "trainer.progress=false", f"trainer.max_steps_per_epoch={args.chunk}"]
+            )
             loader = build_loaders(cfg, bundle, world, device)[0]
             loader.sampler.generator.manual_seed(0)
             setups[f"{kind}/{optim}"] = dict(
-                cfg=cfg, model=model, loader=loader, optimizer=optimizer, step=0,
+                cfg=cfg,
+                model=model,
+                loader=loader,
+                optimizer=optimizer,
+                step=0,
                 writer=SummaryWriter(log_dir=f"{tensorboard.name}/{optim}") if kind == "harness" else None,
             )
 
@@ -165,8 +175,15 @@ def harness_overrides(args, optim: str) -> list:
 
 def run_harness(args, optim: str, workdir: Path) -> dict:
     run_dir = workdir / f"harness_{optim}_{time.time_ns()}"
-    cmd = [sys.executable, "src/train.py", f"hydra.run.dir={run_dir}", "trainer.epochs=1", "trainer.progress=false",
-           f"trainer.max_steps_per_epoch={args.steps}", *harness_overrides(args, optim)]
+    cmd = [
+        sys.executable,
+        "src/train.py",
+        f"hydra.run.dir={run_dir}",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        f"trainer.max_steps_per_epoch={args.steps}",
+        *harness_overrides(args, optim),
+    ]
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
     row = next(csv.DictReader((run_dir / "metrics.csv").open()))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -174,8 +191,19 @@ def run_harness(args, optim: str, workdir: Path) -> dict:
 
 
 def run_bare(args, optim: str) -> dict:
-    cmd = [sys.executable, __file__, "--child-bare", "--optim", optim, "--setup", args.setup,
-           "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-bare",
+        "--optim",
+        optim,
+        "--setup",
+        args.setup,
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+    ]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
@@ -183,8 +211,21 @@ def run_bare(args, optim: str) -> dict:
 
 
 def run_interleaved(args) -> dict:
-    cmd = [sys.executable, __file__, "--child-interleaved", "--setup", args.setup, "--batch-size", str(args.batch_size),
-           "--steps", str(args.steps), "--chunk", str(args.chunk), "--optims", *args.optims]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-interleaved",
+        "--setup",
+        args.setup,
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--chunk",
+        str(args.chunk),
+        "--optims",
+        *args.optims,
+    ]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     proc = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
@@ -201,7 +242,9 @@ def make_imagenet_like(root: Path, n: int = 32) -> None:
         for cls in ("a", "b"):
             (root / split / cls).mkdir(parents=True, exist_ok=True)
             for i in range(n // 2):
-                Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.jpg")
+                Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+                    root / split / cls / f"{i}.jpg"
+                )
 
 
 def parse_args() -> argparse.Namespace:
@@ -216,8 +259,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=20, help="steps per turn in the interleaved measurement")
     parser.add_argument("--child-interleaved", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--optim", default="sgd", help=argparse.SUPPRESS)
-    parser.add_argument("--optims", nargs="+", choices=list(OPTIMS), default=list(OPTIMS),
-                        help="the optimizers to measure (default: all three); the report compares gRDA with SGD")
+    parser.add_argument(
+        "--optims",
+        nargs="+",
+        choices=list(OPTIMS),
+        default=list(OPTIMS),
+        help="the optimizers to measure (default: all three); the report compares gRDA with SGD",
+    )
     args = parser.parse_args()
     if not {"sgd", "grda"} <= set(args.optims):
         parser.error(f"--optims must include sgd and grda (the report compares them), got {' '.join(args.optims)}")
@@ -243,8 +291,9 @@ def measure(args) -> tuple:
                 run = run_harness(args, optim, tmp) if kind == "harness" else run_bare(args, optim)
                 results[(kind, optim)].append(run)
         together = run_interleaved(args)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")}
-           for k, v in results.items()}
+    med = {
+        k: {m: statistics.median(r[m] for r in v) for m in ("img_per_s", "peak_memory_mb")} for k, v in results.items()
+    }
     return med, results, together
 
 
@@ -256,8 +305,9 @@ def report(args, med: dict, results: dict, together: dict) -> str:
     lines = [
         f"# Training throughput: {args.setup}, batch {args.batch_size}",
         "",
-        f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. Command: `python scripts/bench/bench_train.py --setup "
-        f"{args.setup} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds} --chunk {args.chunk}"
+        f"Machine: {platform.machine()}, {cpus} CPU cores, no GPU. "
+        f"Command: `python scripts/bench/bench_train.py --setup {args.setup} --batch-size {args.batch_size} "
+        f"--steps {args.steps} --rounds {args.rounds} --chunk {args.chunk}"
         + (f" --data-root {args.data_root}`" if args.setup == "keras_cnn" and args.data_root else "`"),
         "",
         f"## Interleaved in one process ({rounds_together} timed turns of {args.chunk} steps per variant, after one "
@@ -272,15 +322,18 @@ def report(args, med: dict, results: dict, together: dict) -> str:
         lines.append(f"| {optim} | {h:.1f} | {b:.1f} | {h / b:.3f} |")
     lines += [
         "",
-        f"- gRDA / SGD: harness {t['harness/grda'] / t['harness/sgd']:.3f}, bare loop {t['bare/grda'] / t['bare/sgd']:.3f}",
+        f"- gRDA / SGD: harness {t['harness/grda'] / t['harness/sgd']:.3f}, "
+        f"bare loop {t['bare/grda'] / t['bare/sgd']:.3f}",
     ]
     if "sgd_momentum" in args.optims:
-        lines.append(f"- gRDA / SGD momentum: harness {t['harness/grda'] / t['harness/sgd_momentum']:.3f}, "
-                     f"bare loop {t['bare/grda'] / t['bare/sgd_momentum']:.3f}")
+        lines.append(
+            f"- gRDA / SGD momentum: harness {t['harness/grda'] / t['harness/sgd_momentum']:.3f}, "
+            f"bare loop {t['bare/grda'] / t['bare/sgd_momentum']:.3f}"
+        )
     lines += [
         "",
-        f"## Separate processes (median over {args.rounds} rounds of {args.steps} steps each; the variants in a new order "
-        "each round; the harness is a whole `src/train.py` run)",
+        f"## Separate processes (median over {args.rounds} rounds of {args.steps} steps each; "
+        "the variants in a new order each round; the harness is a whole `src/train.py` run)",
         "",
         "| loop | optimizer | img/s | peak memory (MB) |",
         "|---|---|---:|---:|",
@@ -290,7 +343,8 @@ def report(args, med: dict, results: dict, together: dict) -> str:
     ratio = lambda a, b: med[a]["img_per_s"] / med[b]["img_per_s"]  # noqa: E731
     # the runs of one round are minutes apart at most, so their ratio is less exposed to drifts in machine speed
     round_ratio = lambda kind: statistics.median(  # noqa: E731
-        g["img_per_s"] / s["img_per_s"] for g, s in zip(results[(kind, "grda")], results[(kind, "sgd")]))
+        g["img_per_s"] / s["img_per_s"] for g, s in zip(results[(kind, "grda")], results[(kind, "sgd")])
+    )
     extra_mb = lambda kind: med[(kind, "grda")]["peak_memory_mb"] - med[(kind, "sgd_momentum")]["peak_memory_mb"]  # noqa: E731
     lines += [
         "",
@@ -301,8 +355,10 @@ def report(args, med: dict, results: dict, together: dict) -> str:
         "- harness / bare loop: " + "; ".join(f"{o} {ratio(('harness', o), ('bare', o)):.3f}" for o in args.optims),
     ]
     if "sgd_momentum" in args.optims:
-        lines.append(f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, "
-                     f"bare loop {extra_mb('bare'):+.0f} MB")
+        lines.append(
+            f"- peak memory, gRDA minus SGD momentum: harness {extra_mb('harness'):+.0f} MB, "
+            f"bare loop {extra_mb('bare'):+.0f} MB"
+        )
     return "\n".join(lines)
 
 

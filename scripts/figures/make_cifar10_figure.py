@@ -30,8 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "cifar10_keras_cnn"
 # The authors' legend order and colours (their figure's)
 COLOURS = {
-    "SGD": "turquoise", "SGD Nesterov": "brown", "gRDA mu=0.3": "blue", "gRDA mu=0.51": "orange",
-    "gRDA mu=0.7": "green", "gRDA mu=1.0": "red", "Adam": "gold", "Adagrad": "black",
+    "SGD": "turquoise",
+    "SGD Nesterov": "brown",
+    "gRDA mu=0.3": "blue",
+    "gRDA mu=0.51": "orange",
+    "gRDA mu=0.7": "green",
+    "gRDA mu=1.0": "red",
+    "Adam": "gold",
+    "Adagrad": "black",
 }
 WEIGHTS = " (weights)"  # label suffix of our runs with the accumulator starting at the weights
 SEED = " (seed "  # label infix of our extra draws, e.g. "SGD (seed 2)"
@@ -44,8 +50,10 @@ FIGURES = {"test_acc": ("test accuracy", "acc_test"), "nonzero_ratio": ("nonzero
 
 
 def load(ours_path: Path, authors_path: Path):
-    for path, maker in ((ours_path, "scripts/runs/cifar10_runs.py collect"),
-                        (authors_path, "scripts/authors/digitize_authors_figure.py")):
+    for path, maker in (
+        (ours_path, "scripts/runs/cifar10_runs.py collect"),
+        (authors_path, "scripts/authors/digitize_authors_figure.py"),
+    ):
         if not path.is_file():
             sys.exit(f"error: '{path}' not found; it is committed in results/ (or made by {maker})")
     ours = pd.read_csv(ours_path)
@@ -121,9 +129,14 @@ def targets(ours: pd.DataFrame, authors: pd.DataFrame) -> list:
             d = (mine["nonzero_ratio"] - mine["nonzero_ratio_authors"]).dropna()
             worst = d.abs().idxmax()
             outside = int((d.abs() > TOLERANCE).sum())
-            parts.append(f"nonzero ratio: max |Δ| {abs(d[worst]):.3f} at epoch {int(mine.loc[worst, 'epoch'])} "
-                         + (f"(within ±{TOLERANCE} at all {len(d)} epochs)" if not outside
-                            else f"(OUTSIDE ±{TOLERANCE} at {outside} of {len(d)} epochs)"))
+            parts.append(
+                f"nonzero ratio: max |Δ| {abs(d[worst]):.3f} at epoch {int(mine.loc[worst, 'epoch'])} "
+                + (
+                    f"(within ±{TOLERANCE} at all {len(d)} epochs)"
+                    if not outside
+                    else f"(OUTSIDE ±{TOLERANCE} at {outside} of {len(d)} epochs)"
+                )
+            )
         accs = []
         for epoch in ACC_EPOCHS:
             d = value(ours, label, epoch, "test_acc") - value(authors, label, epoch, "test_acc")
@@ -144,8 +157,10 @@ def spread(ours: pd.DataFrame, authors: pd.DataFrame) -> list:
             mine = [v for v in (value(ours, x, epoch, "test_acc") for x in labels) if v == v]
             theirs = [v for v in (value(authors, x, epoch, "test_acc") for x in figure_labels) if v == v]
             if len(mine) >= 2:
-                parts.append(f"epoch {epoch}: ours {min(mine):.3f}–{max(mine):.3f} ({len(mine)} runs, spread "
-                             f"{max(mine) - min(mine):.3f}), authors' " + " / ".join(f"{v:.3f}" for v in theirs))
+                parts.append(
+                    f"epoch {epoch}: ours {min(mine):.3f}–{max(mine):.3f} ({len(mine)} runs, spread "
+                    f"{max(mine) - min(mine):.3f}), authors' " + " / ".join(f"{v:.3f}" for v in theirs)
+                )
         if parts:
             lines.append(f"- **{name}** ({', '.join(labels)}): " + "; ".join(parts))
     return lines
@@ -156,9 +171,16 @@ def markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     fmt = lambda v, sign="": "–" if v != v else f"{v:{sign}.3f}"  # noqa: E731
     for _, r in df.iterrows():
-        cells = [r["optimizer"], str(r["epoch"]), fmt(r["test_acc ours"]), fmt(r["test_acc authors"]),
-                 fmt(r["test_acc Δ"], "+"), fmt(r["nonzero_ratio ours"]), fmt(r["nonzero_ratio authors"]),
-                 fmt(r["nonzero_ratio Δ"], "+")]
+        cells = [
+            r["optimizer"],
+            str(r["epoch"]),
+            fmt(r["test_acc ours"]),
+            fmt(r["test_acc authors"]),
+            fmt(r["test_acc Δ"], "+"),
+            fmt(r["nonzero_ratio ours"]),
+            fmt(r["nonzero_ratio authors"]),
+            fmt(r["nonzero_ratio Δ"], "+"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

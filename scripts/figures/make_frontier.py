@@ -56,15 +56,25 @@ def main() -> int:
         ax.plot(group["sparsity"], group["test_acc"], style, color=f"C{i}", label=name)
         if name == "gRDA":
             for _, r in group.iterrows():
-                ax.annotate(f"mu={r['mu']:g}, c={r['c']:g}", (r["sparsity"], r["test_acc"]), fontsize=6,
-                            textcoords="offset points", xytext=(3, 3))
+                ax.annotate(
+                    f"mu={r['mu']:g}, c={r['c']:g}",
+                    (r["sparsity"], r["test_acc"]),
+                    fontsize=6,
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                )
     paper_file = REPO / "results" / "paper_frontier.csv"
     paper = pd.read_csv(paper_file)
     paper = paper[paper["experiment"] == args.experiment]
     for _, r in paper.iterrows():
         ax.plot(r["sparsity"], r["test_acc"], "kx")
-        ax.annotate(f"paper: {r['method']}", (r["sparsity"], r["test_acc"]), fontsize=7, textcoords="offset points",
-                    xytext=(3, -9))
+        ax.annotate(
+            f"paper: {r['method']}",
+            (r["sparsity"], r["test_acc"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(3, -9),
+        )
     ax.set_xlabel("sparsity (% exact zeros, all parameters)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"accuracy vs sparsity: {args.experiment}")
@@ -75,8 +85,10 @@ def main() -> int:
     lines = ["| method | mu | c | GMP target | sparsity % | test acc % |", "|---|---:|---:|---:|---:|---:|"]
     for _, r in runs.iterrows():
         fmt = lambda v: "–" if pd.isna(v) else f"{v:g}"  # noqa: E731
-        lines.append(f"| {r['method']} | {fmt(r['mu'])} | {fmt(r['c'])} | {fmt(r['final_sparsity'])} | "
-                     f"{r['sparsity']:.2f} | {r['test_acc']:.2f} |")
+        lines.append(
+            f"| {r['method']} | {fmt(r['mu'])} | {fmt(r['c'])} | {fmt(r['final_sparsity'])} | "
+            f"{r['sparsity']:.2f} | {r['test_acc']:.2f} |"
+        )
     (out / f"frontier_{args.experiment}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / f'frontier_{args.experiment}.png'}")

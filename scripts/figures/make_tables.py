@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build results/<name>_table.{md,csv}: the authors' numbers beside ours from finished runs.
 
-    python scripts/figures/make_tables.py imagenet [--runs runs] [--out results]
-    python scripts/figures/make_tables.py cifar
+python scripts/figures/make_tables.py imagenet [--runs runs] [--out results]
+python scripts/figures/make_tables.py cifar
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ TABLES = {
         ["imagenet_resnet50"],
         "ResNet-50 on ImageNet: paper vs this harness",
         "Paper: Chao et al. 2020 (single runs). Ours: mean over finished runs in the runs directory. Sparsity: % exact "
-        "zeros over all 25,557,032 parameters. File MB: checkpoint size (model + optimizer, like the authors' files); sparse export MB: the final weights with zeros not stored (model.sparse.safetensors).",
+        "zeros over all 25,557,032 parameters. File MB: checkpoint size (model + optimizer, like the authors' files); "
+        "sparse export MB: the final weights with zeros not stored (model.sparse.safetensors).",
     ),
     "cifar": (
         ["cifar100_wrn28x10", "cifar10_wrn28x10", "cifar10_vgg16"],

@@ -6,10 +6,11 @@
 
 Reads the committed per-epoch CSVs only (no runs needed): ours from `scripts/runs/cifar10_runs.py collect
 --setting vgg16`, the authors' (mean / std / min / max over the 9 repeats their notebook draws) from
-`scripts/authors/authors_wrn_curves.py`. Writes results/figures/vgg16_curves.png (train loss, test accuracy and % zeros; ours
-solid, the authors' mean dashed, their min–max band shaded) and results/cifar10_vgg16_table.{md,csv}: ours beside
-theirs at epochs 1, 2, 3, 5, 10, 15, 20 (where reached) with the deltas and the issue's targets — % zeros within
-±1 point of their mean at every epoch; train loss and test accuracy inside their min–max band at the table's epochs.
+`scripts/authors/authors_wrn_curves.py`. Writes results/figures/vgg16_curves.png (train loss, test accuracy and
+% zeros; ours solid, the authors' mean dashed, their min–max band shaded) and results/cifar10_vgg16_table.{md,csv}:
+ours beside theirs at epochs 1, 2, 3, 5, 10, 15, 20 (where reached) with the deltas and the issue's targets — % zeros
+within ±1 point of their mean at every epoch; train loss and test accuracy inside their min–max band at the table's
+epochs.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ def label(optimizer: str, mu) -> str:
 
 
 def load(ours_path: Path, authors_path: Path):
-    for path, maker in ((ours_path, "scripts/runs/cifar10_runs.py collect --setting vgg16"),
-                        (authors_path, "scripts/authors/authors_wrn_curves.py")):
+    for path, maker in (
+        (ours_path, "scripts/runs/cifar10_runs.py collect --setting vgg16"),
+        (authors_path, "scripts/authors/authors_wrn_curves.py"),
+    ):
         if not path.is_file():
             sys.exit(f"error: '{path}' not found; it is committed in results/ (or made by {maker})")
     ours = pd.read_csv(ours_path)
@@ -73,8 +76,10 @@ def draw(ours: pd.DataFrame, authors: pd.DataFrame, out: Path) -> Path:
         ax.set_xlim(0.5, last + 0.5)
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=7)
-    fig.suptitle("VGG16 on CIFAR-10, lr 0.1, batch 128, c 0.0005: ours (solid) vs the authors' 9 runs "
-                 "(dashed: mean; band: min–max)")
+    fig.suptitle(
+        "VGG16 on CIFAR-10, lr 0.1, batch 128, c 0.0005: ours (solid) vs the authors' 9 runs "
+        "(dashed: mean; band: min–max)"
+    )
     fig.tight_layout()
     path = out / "figures" / "vgg16_curves.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,14 +89,20 @@ def draw(ours: pd.DataFrame, authors: pd.DataFrame, out: Path) -> Path:
 
 
 def table_rows(both: pd.DataFrame) -> list:
-    lines = ["| optimizer | epoch | train loss ours | authors mean [min, max] | Δ | test acc ours | authors mean "
-             "[min, max] | Δ | zeros % ours | authors mean | Δ |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| optimizer | epoch | train loss ours | authors mean [min, max] | Δ | test acc ours | authors mean "
+        "[min, max] | Δ | zeros % ours | authors mean | Δ |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for _, r in both[both["epoch"].isin(TABLE_EPOCHS)].iterrows():
         cells = [r["optimizer"], str(r["epoch"])]
         for m, fmt in (("train_loss", ".3f"), ("test_acc", ".2f")):
             flag = "" if r[f"{m}_in_band"] else " **out**"
-            cells += [f"{r[m]:{fmt}}", f"{r[f'{m}_mean']:{fmt}} [{r[f'{m}_min']:{fmt}}, {r[f'{m}_max']:{fmt}}]",
-                      f"{r[f'{m}_delta']:+{fmt}}{flag}"]
+            cells += [
+                f"{r[m]:{fmt}}",
+                f"{r[f'{m}_mean']:{fmt}} [{r[f'{m}_min']:{fmt}}, {r[f'{m}_max']:{fmt}}]",
+                f"{r[f'{m}_delta']:+{fmt}}{flag}",
+            ]
         flag = "" if r["sparsity_within_1"] else " **out**"
         cells += [f"{r['sparsity']:.2f}", f"{r['sparsity_mean']:.2f}", f"{r['sparsity_delta']:+.2f}{flag}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -102,13 +113,18 @@ def targets(both: pd.DataFrame) -> list:
     lines = []
     for name, run in both.groupby("optimizer", sort=False):
         at = run[run["epoch"].isin(TABLE_EPOCHS)]
-        misses = [f"{m.replace('_', ' ')} at {', '.join(map(str, at.loc[~at[f'{m}_in_band'], 'epoch']))}"
-                  for m in ("train_loss", "test_acc") if not at[f"{m}_in_band"].all()]
+        misses = [
+            f"{m.replace('_', ' ')} at {', '.join(map(str, at.loc[~at[f'{m}_in_band'], 'epoch']))}"
+            for m in ("train_loss", "test_acc")
+            if not at[f"{m}_in_band"].all()
+        ]
         zeros_out = run.loc[~run["sparsity_within_1"], "epoch"].tolist()
+        zeros = "within ±1 at every epoch" if not zeros_out else f"outside ±1 at epochs {zeros_out}"
+        bands = "outside the band: " + "; ".join(misses) if misses else "inside the band at every table epoch reached"
         lines.append(
             f"- {name} (epochs 1–{run['epoch'].max()}): % zeros max |Δ| {run['sparsity_delta'].abs().max():.2f} "
-            f"points ({'within ±1 at every epoch' if not zeros_out else f'outside ±1 at epochs {zeros_out}'}); "
-            f"train loss and test accuracy {'inside the band at every table epoch reached' if not misses else 'outside the band: ' + '; '.join(misses)}.")  # noqa: E501
+            f"points ({zeros}); train loss and test accuracy {bands}."
+        )
     return lines
 
 
@@ -130,15 +146,30 @@ def main() -> int:
     both = compare(ours, authors)
     figure = draw(ours, authors, args.out)
     keep = ["optimizer", "epoch"] + [f"{m}{s}" for m in METRICS for s in ("", "_mean", "_min", "_max", "_delta")]
-    both[both["epoch"].isin(TABLE_EPOCHS)][keep].to_csv(args.out / "cifar10_vgg16_table.csv", index=False,
-                                                         float_format="%.6g")
-    text = "\n".join([
-        "# VGG16 on CIFAR-10: ours beside the authors' logs, epoch by epoch", "",
-        "Made by `make cifar-figure` from results/cifar10_vgg16_curves.csv (ours: `scripts/runs/cifar10_runs.py "
-        "collect --setting vgg16`) and results/authors_vgg16_curves.csv (the authors' 9 repeats per setting). "
-        "Δ = ours − their mean; **out**: outside their min–max band (train loss, test accuracy) or more than "
-        "±1 point from their mean (% zeros).", "", *table_rows(both), "", "Targets:", "", *targets(both), "",
-        initial_weights(ours), "", f"Figure: {figure.relative_to(args.out.parent)}", ""])
+    both[both["epoch"].isin(TABLE_EPOCHS)][keep].to_csv(
+        args.out / "cifar10_vgg16_table.csv", index=False, float_format="%.6g"
+    )
+    text = "\n".join(
+        [
+            "# VGG16 on CIFAR-10: ours beside the authors' logs, epoch by epoch",
+            "",
+            "Made by `make cifar-figure` from results/cifar10_vgg16_curves.csv (ours: `scripts/runs/cifar10_runs.py "
+            "collect --setting vgg16`) and results/authors_vgg16_curves.csv (the authors' 9 repeats per setting). "
+            "Δ = ours − their mean; **out**: outside their min–max band (train loss, test accuracy) or more than "
+            "±1 point from their mean (% zeros).",
+            "",
+            *table_rows(both),
+            "",
+            "Targets:",
+            "",
+            *targets(both),
+            "",
+            initial_weights(ours),
+            "",
+            f"Figure: {figure.relative_to(args.out.parent)}",
+            "",
+        ]
+    )
     (args.out / "cifar10_vgg16_table.md").write_text(text)
     print(text)
     return 0

@@ -41,10 +41,18 @@ def load_ours(runs_dir: Path) -> pd.DataFrame:
         if cfg.get("experiment") not in EXPERIMENTS:
             continue
         df = pd.read_csv(metrics)
-        frames.append(pd.DataFrame({
-            "dataset": EXPERIMENTS[cfg.experiment], "setting": setting(cfg.optim.name, cfg.optim.get("mu")),
-            "run": str(metrics.parent), "epoch": df["epoch"], "test_acc": df["test_acc"], "sparsity": df["sparsity"],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": EXPERIMENTS[cfg.experiment],
+                    "setting": setting(cfg.optim.name, cfg.optim.get("mu")),
+                    "run": str(metrics.parent),
+                    "epoch": df["epoch"],
+                    "test_acc": df["test_acc"],
+                    "sparsity": df["sparsity"],
+                }
+            )
+        )
     columns = ["dataset", "setting", "run", "epoch", "test_acc", "sparsity"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
@@ -82,15 +90,22 @@ def draw(authors: pd.DataFrame, ours: pd.DataFrame, dataset: str, out: Path) -> 
 
 
 def table(authors: pd.DataFrame, ours: pd.DataFrame) -> str:
-    lines = ["| dataset | setting | run | epoch | test acc ours | authors (mean ± std) | zeros % ours | authors |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| dataset | setting | run | epoch | test acc ours | authors (mean ± std) | zeros % ours | authors |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for _, row in ours[ours["epoch"].isin(TABLE_EPOCHS)].iterrows():
-        a = authors[(authors["dataset"] == row["dataset"]) & (authors["setting"] == row["setting"])
-                    & (authors["epoch"] == row["epoch"])]
+        a = authors[
+            (authors["dataset"] == row["dataset"])
+            & (authors["setting"] == row["setting"])
+            & (authors["epoch"] == row["epoch"])
+        ]
         acc = f"{a['test_acc_mean'].iloc[0]:.2f} ± {a['test_acc_std'].iloc[0]:.2f}" if len(a) else "–"
         zeros = f"{a['sparsity_mean'].iloc[0]:.2f}" if len(a) and pd.notna(a["sparsity_mean"].iloc[0]) else "–"
-        lines.append(f"| {row['dataset']} | {row['setting']} | {Path(row['run']).name} | {row['epoch']} | "
-                     f"{row['test_acc']:.2f} | {acc} | {row['sparsity']:.2f} | {zeros} |")
+        lines.append(
+            f"| {row['dataset']} | {row['setting']} | {Path(row['run']).name} | {row['epoch']} | "
+            f"{row['test_acc']:.2f} | {acc} | {row['sparsity']:.2f} | {zeros} |"
+        )
     return "\n".join(lines)
 
 
@@ -101,15 +116,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     if not args.authors.is_file():
-        print(f"error: '{args.authors}' not found (make it with scripts/authors/authors_wrn_curves.py)", file=sys.stderr)
+        print(
+            f"error: '{args.authors}' not found (make it with scripts/authors/authors_wrn_curves.py)", file=sys.stderr
+        )
         return 2
     authors, ours = load_authors(args.authors), load_ours(args.runs)
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
     paths = [draw(authors, ours, d, args.out / "figures") for d in EXPERIMENTS.values()]
-    note = ("no WRN runs found under " + str(args.runs) + ": the figures show the authors' curves only"
-            if ours.empty else f"{ours['run'].nunique()} of our runs")
-    text = (f"# WRN-28-10: ours beside the authors' logs, epoch by epoch\n\nMade by `make cifar-figure` ({note}). "
-            f"Authors: results/authors_wrn_curves.csv (mean ± std over their 10 runs).\n\n{table(authors, ours)}\n")
+    note = (
+        "no WRN runs found under " + str(args.runs) + ": the figures show the authors' curves only"
+        if ours.empty
+        else f"{ours['run'].nunique()} of our runs"
+    )
+    text = (
+        f"# WRN-28-10: ours beside the authors' logs, epoch by epoch\n\nMade by `make cifar-figure` ({note}). "
+        f"Authors: results/authors_wrn_curves.csv (mean ± std over their 10 runs).\n\n{table(authors, ours)}\n"
+    )
     (args.out / "wrn_curves_table.md").write_text(text)
     print(text)
     print("wrote", ", ".join(map(str, paths)))

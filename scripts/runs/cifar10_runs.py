@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from src.launch import epochs_done, read_config, read_metrics, read_summary, train_command  # noqa: E402
 from src.launch import launch as launch_run  # noqa: E402
+
 EXPERIMENT = "cifar10_keras_cnn"
 # The experiment of each setting; the Keras CNN's unless named here.
 EXPERIMENTS = {"vgg16": "cifar10_vgg16"}
@@ -95,12 +96,19 @@ def run_overrides(args, setting: str, overrides, epochs: int) -> list:
     """A run's overrides: its experiment and optimizer, where it trains to, and its share of the cores."""
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     length = f"trainer.stop_after_epoch={epochs}" if setting in FULL_LENGTH else f"trainer.epochs={epochs}"
-    return [f"experiment={experiment(setting)}", f"data.root={args.data_root}", length, f"trainer.threads={threads}",
-            *overrides]
+    return [
+        f"experiment={experiment(setting)}",
+        f"data.root={args.data_root}",
+        length,
+        f"trainer.threads={threads}",
+        *overrides,
+    ]
 
 
 def command(args, setting: str, slug: str, overrides, epochs: int) -> list:
-    return train_command(*run_overrides(args, setting, overrides, epochs), run_dir=run_dir(args.runs_dir, setting, slug))
+    return train_command(
+        *run_overrides(args, setting, overrides, epochs), run_dir=run_dir(args.runs_dir, setting, slug)
+    )
 
 
 def selected(args):
@@ -122,10 +130,13 @@ def launch(args) -> int:
         out = run_dir(args.runs_dir, setting, slug)
         out.mkdir(parents=True, exist_ok=True)
         print(f"{label} -> {out} (to epoch {epochs})", flush=True)
-        code = launch_run(*run_overrides(args, setting, overrides, epochs), run_dir=out, log=out / "console.log",
-                          nice=args.nice).returncode
-        print(f"{label} [{setting}]: {'done' if code == 0 else f'FAILED (exit {code}), see {out}/console.log'}",
-              flush=True)
+        code = launch_run(
+            *run_overrides(args, setting, overrides, epochs), run_dir=out, log=out / "console.log", nice=args.nice
+        ).returncode
+        print(
+            f"{label} [{setting}]: {'done' if code == 0 else f'FAILED (exit {code}), see {out}/console.log'}",
+            flush=True,
+        )
         return code
 
     runs = selected(args)
@@ -134,8 +145,11 @@ def launch(args) -> int:
     def next_job():
         """The run furthest behind (legend order among equals) that no lane is running, and its next target."""
         with lock:
-            done_by_run = {i: epochs_done(run_dir(args.runs_dir, r[0], r[1])) for i, r in enumerate(runs)
-                           if i not in busy and i not in failed}
+            done_by_run = {
+                i: epochs_done(run_dir(args.runs_dir, r[0], r[1]))
+                for i, r in enumerate(runs)
+                if i not in busy and i not in failed
+            }
             waiting = [(done, i) for i, done in done_by_run.items() if done < args.epochs]
             if not waiting:
                 return None
@@ -150,8 +164,11 @@ def launch(args) -> int:
             code = one(run, target)
             reached = epochs_done(out)
             if code == 0 and reached < target:
-                print(f"{run[2]} [{run[0]}]: stopped at epoch {reached} before {target}, not launched again; see "
-                      f"{out}/console.log", flush=True)
+                print(
+                    f"{run[2]} [{run[0]}]: stopped at epoch {reached} before {target}, not launched again; see "
+                    f"{out}/console.log",
+                    flush=True,
+                )
             with lock:
                 busy.discard(i)
                 if code or reached < target:  # a run that does not advance is not launched again
@@ -166,8 +183,20 @@ def launch(args) -> int:
     return 1 if failed else 0
 
 
-VGG16_COLUMNS = ["optimizer", "mu", "c", "seed", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
-                 "sparsity", "initial_weights_sha256"]
+VGG16_COLUMNS = [
+    "optimizer",
+    "mu",
+    "c",
+    "seed",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "sparsity",
+    "initial_weights_sha256",
+]
 
 
 def collect_vgg16(args) -> int:
@@ -181,13 +210,23 @@ def collect_vgg16(args) -> int:
             continue
         cfg, summary, df = read_config(out), read_summary(out), read_metrics(out)
         grda = cfg.optim.name == "grda"
-        frames.append(df.assign(optimizer=label, mu=cfg.optim.mu if grda else None, c=cfg.optim.c if grda else 0.0,
-                                seed=cfg.seed, initial_weights_sha256=summary.get("initial_weights_sha256")))
+        frames.append(
+            df.assign(
+                optimizer=label,
+                mu=cfg.optim.mu if grda else None,
+                c=cfg.optim.c if grda else 0.0,
+                seed=cfg.seed,
+                initial_weights_sha256=summary.get("initial_weights_sha256"),
+            )
+        )
     if not frames:
-        sys.exit(f"error: no VGG16 runs under '{args.runs_dir / EXPERIMENTS['vgg16']}'; start them with: "
-                 f"{Path(__file__).name} run --setting vgg16")
-    return write_curves(pd.concat(frames, ignore_index=True), args.out or ROOT / "results" / "cifar10_vgg16_curves.csv",
-                        VGG16_COLUMNS)
+        sys.exit(
+            f"error: no VGG16 runs under '{args.runs_dir / EXPERIMENTS['vgg16']}'; start them with: "
+            f"{Path(__file__).name} run --setting vgg16"
+        )
+    return write_curves(
+        pd.concat(frames, ignore_index=True), args.out or ROOT / "results" / "cifar10_vgg16_curves.csv", VGG16_COLUMNS
+    )
 
 
 def write_curves(curves: pd.DataFrame, out: Path, columns) -> int:
@@ -208,14 +247,21 @@ def collect(args) -> int:
         df = read_metrics(run_dir(args.runs_dir, setting, slug))
         if df.empty:
             continue
-        frames.append(pd.DataFrame({
-            "optimizer": label, "epoch": df["epoch"], "test_acc": df["test_acc"] / 100,
-            "nonzero_ratio": df["nonzero_ratio"],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "optimizer": label,
+                    "epoch": df["epoch"],
+                    "test_acc": df["test_acc"] / 100,
+                    "nonzero_ratio": df["nonzero_ratio"],
+                }
+            )
+        )
     if not frames:
         sys.exit(f"error: no runs under '{args.runs_dir / EXPERIMENT}'; start them with: {Path(__file__).name} run")
-    return write_curves(pd.concat(frames, ignore_index=True),
-                        args.out or ROOT / "results" / "cifar10_keras_cnn_curves.csv", COLUMNS)
+    return write_curves(
+        pd.concat(frames, ignore_index=True), args.out or ROOT / "results" / "cifar10_keras_cnn_curves.csv", COLUMNS
+    )
 
 
 def main() -> int:
@@ -225,18 +271,30 @@ def main() -> int:
     run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "vgg16", "all"), default="figure")
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
-    run_p.add_argument("--step", type=int, default=0,
-                       help="advance a run this many epochs at a time, always the run furthest behind next, so that "
-                            "with few cores they all reach epoch 10, 20, ... at about the same time (default 0: each "
-                            "run straight to --epochs)")
+    run_p.add_argument(
+        "--step",
+        type=int,
+        default=0,
+        help="advance a run this many epochs at a time, always the run furthest behind next, so that "
+        "with few cores they all reach epoch 10, 20, ... at about the same time (default 0: each "
+        "run straight to --epochs)",
+    )
     run_p.add_argument("--data-root", default="../shared/data/cifar10")
     run_p.add_argument("--nice", type=int, default=0, help="lower the runs' CPU priority by this much (default: none)")
     run_p.add_argument("--only", nargs="*", help="labels or slugs of the runs to launch (default: all)")
     col_p = sub.add_parser("collect", help="write the per-epoch curves of every run found")
-    col_p.add_argument("--setting", choices=("keras", "vgg16"), default="keras",
-                       help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16: the VGG16 runs")
-    col_p.add_argument("--out", type=Path, default=None, help="default: results/cifar10_keras_cnn_curves.csv (keras), "
-                       "results/cifar10_vgg16_curves.csv (vgg16)")
+    col_p.add_argument(
+        "--setting",
+        choices=("keras", "vgg16"),
+        default="keras",
+        help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16: the VGG16 runs",
+    )
+    col_p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: results/cifar10_keras_cnn_curves.csv (keras), results/cifar10_vgg16_curves.csv (vgg16)",
+    )
     for p in (run_p, col_p):
         p.add_argument("--runs-dir", type=lambda s: Path(s).expanduser().absolute(), default=Path.home() / "grda-runs")
     args = parser.parse_args()

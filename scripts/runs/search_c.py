@@ -36,9 +36,16 @@ def grid(c_min: float, c_max: float, num: int) -> list:
 
 
 def run_sweep(args, cs: list, sweep_dir: Path) -> None:
-    cmd = train_command(f"experiment={args.experiment}", "optim=grda", f"optim.mu={args.mu}",
-                        "optim.c=" + ",".join(f"{c:g}" for c in cs), f"trainer.epochs={args.epochs}",
-                        f"hydra.sweep.dir={sweep_dir}", *args.overrides, multirun=True)
+    cmd = train_command(
+        f"experiment={args.experiment}",
+        "optim=grda",
+        f"optim.mu={args.mu}",
+        "optim.c=" + ",".join(f"{c:g}" for c in cs),
+        f"trainer.epochs={args.epochs}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args.overrides,
+        multirun=True,
+    )
     print("running:", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=REPO)
     if proc.returncode != 0:
@@ -49,8 +56,9 @@ def read_sweep(sweep_dir: Path) -> pd.DataFrame:
     rows = []
     for run in finished_runs(sweep_dir):
         c, s = float(read_config(run).optim.c), read_summary(run)
-        rows.append({"c": c, "test_acc": s["test_acc"], "sparsity": s["sparsity"], "epochs": s["epochs"],
-                     "run_dir": str(run)})
+        rows.append(
+            {"c": c, "test_acc": s["test_acc"], "sparsity": s["sparsity"], "epochs": s["epochs"], "run_dir": str(run)}
+        )
     return pd.DataFrame(rows).sort_values("c").reset_index(drop=True)
 
 
@@ -111,13 +119,20 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.drop(columns="run_dir").to_csv(out / f"{name}.csv", index=False)
     plot(df, base, best, args, out / f"{name}.png")
-    lines = [f"# c search: {args.experiment}, mu={args.mu:g}, {args.epochs} epochs, tolerance {args.tolerance} points", "",
-             "| c | test acc % | Δ vs c=0 | sparsity % |", "|---:|---:|---:|---:|"]
+    lines = [
+        f"# c search: {args.experiment}, mu={args.mu:g}, {args.epochs} epochs, tolerance {args.tolerance} points",
+        "",
+        "| c | test acc % | Δ vs c=0 | sparsity % |",
+        "|---:|---:|---:|---:|",
+    ]
     for _, r in df.iterrows():
         lines.append(f"| {r['c']:g} | {r['test_acc']:.2f} | {r['test_acc'] - base:+.2f} | {r['sparsity']:.2f} |")
-    verdict = (f"Largest c within {args.tolerance} points of c = 0: **{best['c']:g}** "
-               f"({best['test_acc']:.2f} % vs {base:.2f} %, {best['sparsity']:.2f} % sparse)."
-               if best is not None else f"No c > 0 within {args.tolerance} points of c = 0 ({base:.2f} %).")
+    verdict = (
+        f"Largest c within {args.tolerance} points of c = 0: **{best['c']:g}** "
+        f"({best['test_acc']:.2f} % vs {base:.2f} %, {best['sparsity']:.2f} % sparse)."
+        if best is not None
+        else f"No c > 0 within {args.tolerance} points of c = 0 ({base:.2f} %)."
+    )
     lines += ["", verdict]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Mean and spread over seeds of a preset's gRDA and SGD runs: what a claim about the preset's result rests on.
 
-    python scripts/runs/seed_spread.py [--experiment default] [--seeds 0-7] [--runs-dir runs] [--out results/seeds_default]
+    python scripts/runs/seed_spread.py [--experiment default] [--seeds 0-7] [--runs-dir runs]
+        [--out results/seeds_default]
 
 Runs `src/train.py experiment=E seed=S` for gRDA (the preset's optimizer) and `optim=sgd` at every seed (finished runs
 are reused: the same command resumes or reports them complete), then writes OUT.csv (one row per run) and OUT.md
@@ -19,6 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from src.launch import last_line, launch, read_summary  # noqa: E402
+
 OPTIMIZERS = {"grda": [], "sgd": ["optim=sgd"]}
 
 
@@ -45,11 +47,16 @@ def describe(df: pd.DataFrame) -> str:
     lines = ["| optimizer | test acc mean ± std (min–max) | sparsity mean ± std (min–max) |", "|---|---|---|"]
     for opt, row in stats.iterrows():
         acc, sp = row["test_acc"], row["sparsity"]
-        lines.append(f"| {opt} | {acc['mean']:.2f} ± {acc['std']:.2f} ({acc['min']:.2f}–{acc['max']:.2f}) "
-                     f"| {sp['mean']:.2f} ± {sp['std']:.2f} ({sp['min']:.2f}–{sp['max']:.2f}) |")
-    lines += ["", "gRDA minus SGD test accuracy per seed (points): "
-              + ", ".join(f"seed {s}: {g:+.2f}" for s, g in gap.items())
-              + f"; mean {gap.mean():+.2f}, worst {gap.min():+.2f}."]
+        lines.append(
+            f"| {opt} | {acc['mean']:.2f} ± {acc['std']:.2f} ({acc['min']:.2f}–{acc['max']:.2f}) "
+            f"| {sp['mean']:.2f} ± {sp['std']:.2f} ({sp['min']:.2f}–{sp['max']:.2f}) |"
+        )
+    lines += [
+        "",
+        "gRDA minus SGD test accuracy per seed (points): "
+        + ", ".join(f"seed {s}: {g:+.2f}" for s, g in gap.items())
+        + f"; mean {gap.mean():+.2f}, worst {gap.min():+.2f}.",
+    ]
     return "\n".join(lines)
 
 
@@ -65,10 +72,14 @@ def main() -> int:
     df = pd.DataFrame(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out.with_suffix(".csv"), index=False)
-    command = f"python scripts/runs/seed_spread.py --experiment {args.experiment} --seeds {args.seeds[0]}-{args.seeds[-1]}"
-    text = (f"# experiment={args.experiment}: gRDA and SGD over {len(args.seeds)} seeds\n\n"
-            f"Command: `{command}` (test accuracy and sparsity in %, from each run's summary.json).\n\n"
-            f"{describe(df)}\n")
+    command = (
+        f"python scripts/runs/seed_spread.py --experiment {args.experiment} --seeds {args.seeds[0]}-{args.seeds[-1]}"
+    )
+    text = (
+        f"# experiment={args.experiment}: gRDA and SGD over {len(args.seeds)} seeds\n\n"
+        f"Command: `{command}` (test accuracy and sparsity in %, from each run's summary.json).\n\n"
+        f"{describe(df)}\n"
+    )
     out.with_suffix(".md").write_text(text)
     print(text)
     return 0

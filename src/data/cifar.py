@@ -26,8 +26,8 @@ from src.data.common import (
     DatasetBundle,
     InMemoryImageDataset,
     RandomCropFlip,
-    check_augment,
     cfg_get,
+    check_augment,
     one_line,
     resolve_root,
 )
@@ -172,7 +172,9 @@ def _read_batch_file(path: str) -> Dict[str, Any]:
             f"missing CIFAR batch file '{path}'; re-extract the archive or delete the folder and download again"
         ) from None
     except pickle.UnpicklingError as e:
-        raise DataError(f"refusing to read '{path}': {one_line(str(e))}; replace it with the original CIFAR batch file") from None
+        raise DataError(
+            f"refusing to read '{path}': {one_line(str(e))}; replace it with the original CIFAR batch file"
+        ) from None
     except Exception as e:  # truncated / not a pickle
         raise DataError(
             f"cannot read CIFAR batch file '{path}' ({one_line(e)}); "
@@ -266,9 +268,7 @@ def _scan_split(split_dir: str, spec: CifarSpec, root: str) -> Dict[str, List[st
                 e.name for e in it if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS)
             )
         if not files:
-            raise DataError(
-                f"class folder '{d}' holds no .jpg/.jpeg/.png images; add its images or remove the folder"
-            )
+            raise DataError(f"class folder '{d}' holds no .jpg/.jpeg/.png images; add its images or remove the folder")
         out[cls] = [os.path.join(d, f) for f in files]
     return out
 
@@ -287,18 +287,14 @@ def _decode_images(paths: Sequence[str]) -> torch.Tensor:
         try:
             with Image.open(path) as im:
                 if im.size != (32, 32):
-                    raise DataError(
-                        f"image '{path}' is {im.size[0]}x{im.size[1]}, expected 32x32; resize or remove it"
-                    )
+                    raise DataError(f"image '{path}' is {im.size[0]}x{im.size[1]}, expected 32x32; resize or remove it")
                 if im.mode != "RGB":
                     im = im.convert("RGB")
                 flat[k] = np.frombuffer(im.tobytes(), dtype=np.uint8)
         except DataError:
             raise
         except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-            raise DataError(
-                f"cannot decode image '{path}' ({one_line(e)}); replace or delete the file"
-            ) from None
+            raise DataError(f"cannot decode image '{path}' ({one_line(e)}); replace or delete the file") from None
     return torch.from_numpy(flat).view(n, 32, 32, 3).permute(0, 3, 1, 2).contiguous()
 
 
@@ -356,7 +352,9 @@ def _download(root: str, spec: CifarSpec) -> str:
         ) from None
     folder = _find_batch_folder(root, spec)
     if folder is None:
-        raise DataError(f"downloaded {spec.title} but '{root}/{spec.batch_folder}' is missing; delete '{root}' and retry")
+        raise DataError(
+            f"downloaded {spec.title} but '{root}/{spec.batch_folder}' is missing; delete '{root}' and retry"
+        )
     return folder
 
 
@@ -383,11 +381,17 @@ def build_cifar(cfg: Any, spec: CifarSpec) -> DatasetBundle:
     normalize = bool(cfg_get(cfg, "normalize", False))
     mean, std = stats if normalize else (None, None)
     train = InMemoryImageDataset(
-        x_train, y_train, mean=mean, std=std, classes=classes,
+        x_train,
+        y_train,
+        mean=mean,
+        std=std,
+        classes=classes,
         augment=RandomCropFlip(4) if augment == "crop_flip" else None,
     )
     test = InMemoryImageDataset(x_test, y_test, mean=mean, std=std, classes=classes)
-    return DatasetBundle(train, test, num_classes=len(classes), input_shape=(3, 32, 32), classes=classes, name=spec.name)
+    return DatasetBundle(
+        train, test, num_classes=len(classes), input_shape=(3, 32, 32), classes=classes, name=spec.name
+    )
 
 
 def build_cifar10(cfg: Any) -> DatasetBundle:

@@ -61,8 +61,7 @@ def check_augment(cfg: Any, dataset: str, allowed: Sequence[str]) -> str:
         raise UserError(f"unknown data.augment '{augment}'; choose one of: {', '.join(known)}")
     if augment not in allowed:
         raise UserError(
-            f"data.augment={augment} does not apply to dataset '{dataset}'; "
-            f"choose one of: {', '.join(allowed)}"
+            f"data.augment={augment} does not apply to dataset '{dataset}'; choose one of: {', '.join(allowed)}"
         )
     return augment
 

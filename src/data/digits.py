@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.data.common import DatasetBundle, InMemoryImageDataset, check_augment, cfg_get
+from src.data.common import DatasetBundle, InMemoryImageDataset, cfg_get, check_augment
 
 TEST_SIZE = 0.2
 SPLIT_SEED = 0
@@ -22,9 +22,7 @@ def build_digits(cfg: Any) -> DatasetBundle:
     images = digits.images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
     labels = digits.target.astype(np.int64)
     idx = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(
-        idx, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=labels
-    )
+    train_idx, test_idx = train_test_split(idx, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=labels)
     x = torch.from_numpy(images).unsqueeze(1)  # (N, 1, 8, 8)
     y = torch.from_numpy(labels)
     x_train, x_test = x[torch.from_numpy(train_idx)], x[torch.from_numpy(test_idx)]

@@ -65,6 +65,10 @@ def build_imagenet(cfg: Any) -> DatasetBundle:
             f"both must hold the same <wnid> folders"
         )
     return DatasetBundle(
-        train, val, num_classes=len(train.classes), input_shape=(3, 224, 224),
-        classes=list(train.classes), name="imagenet",
+        train,
+        val,
+        num_classes=len(train.classes),
+        input_shape=(3, 224, 224),
+        classes=list(train.classes),
+        name="imagenet",
     )

@@ -36,7 +36,11 @@ def build_loaders(cfg: DictConfig, bundle, world: Dist, device):
     else:
         sampler = RandomSampler(bundle.train, generator=torch.Generator())
     train_loader = DataLoader(
-        bundle.train, batch_size=per_rank_batch, sampler=sampler, drop_last=False, generator=torch.Generator(),
+        bundle.train,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        drop_last=False,
+        generator=torch.Generator(),
         **common,
     )
     # Each rank evaluates its own slice of the test set (no padding, so every image counts once).

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from src.data.common import DatasetBundle, InMemoryImageDataset, check_augment, cfg_get, one_line, resolve_root
+from src.data.common import DatasetBundle, InMemoryImageDataset, cfg_get, check_augment, one_line, resolve_root
 from src.errors import DataError
 
 MNIST_MEAN = (0.1307,)
@@ -38,8 +38,7 @@ def _load(root: str, train: bool, download: bool):
         ) from None
     except (AssertionError, ValueError, TypeError, KeyError, IndexError, OSError) as e:
         raise DataError(
-            f"MNIST idx files under '{raw}' are corrupt or truncated ({one_line(e)}); "
-            f"delete them and download again"
+            f"MNIST idx files under '{raw}' are corrupt or truncated ({one_line(e)}); delete them and download again"
         ) from None
     data, targets = ds.data, ds.targets
     if data.dtype != torch.uint8 or data.ndim != 3 or len(data) != len(targets):

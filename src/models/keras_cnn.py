@@ -28,9 +28,7 @@ class KerasCNN(nn.Module):
         for _ in range(2):
             height, width = (height - 2) // 2, (width - 2) // 2
         if height < 1 or width < 1:
-            raise UserError(
-                f"keras_cnn needs inputs of at least 6x6 pixels, got {tuple(input_shape)}"
-            )
+            raise UserError(f"keras_cnn needs inputs of at least 6x6 pixels, got {tuple(input_shape)}")
 
         self.features = nn.Sequential(
             OrderedDict(

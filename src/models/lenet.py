@@ -24,9 +24,7 @@ class LeNet5(nn.Module):
         for _ in range(2):
             height, width = (height - 4) // 2, (width - 4) // 2
         if height < 1 or width < 1:
-            raise UserError(
-                f"lenet5 needs inputs of at least 16x16 pixels, got {tuple(input_shape)}"
-            )
+            raise UserError(f"lenet5 needs inputs of at least 16x16 pixels, got {tuple(input_shape)}")
 
         self.features = nn.Sequential(
             OrderedDict(

@@ -104,8 +104,9 @@ class NetworkBlock(nn.Module):
         blocks: List[nn.Module] = []
         for i in range(num_blocks):
             blocks.append(
-                BasicBlock(in_planes if i == 0 else out_planes, out_planes,
-                           stride if i == 0 else 1, dropout, bias, variant)
+                BasicBlock(
+                    in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, dropout, bias, variant
+                )
             )
         self.layer = nn.Sequential(*blocks)
 
@@ -128,9 +129,7 @@ class WideResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise UserError(
-                f"wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}"
-            )
+            raise UserError(f"wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
         if widen_factor < 1:
             raise UserError(f"wrn widen_factor must be at least 1, got {widen_factor}")
         if not 0.0 <= dropout < 1.0:

@@ -49,14 +49,38 @@ from torch import Tensor, nn
 
 from src.errors import UserError
 from src.sparse_runtime import kernel  # noqa: F401  (src.sparse_runtime.kernel)
-from src.sparse_runtime.layers import CANDIDATES, MaxPool2d, PlannedOp, SparseConv2d, SparseLayer, SparseLinear, total_macs
+from src.sparse_runtime.layers import (
+    CANDIDATES,
+    MaxPool2d,
+    PlannedOp,
+    SparseConv2d,
+    SparseLayer,
+    SparseLinear,
+    total_macs,
+)
 from src.sparse_runtime.plan import (
-    MARGIN, PlanCache, cache_path, choose, layer_key, machine_key, measure, model_key,
+    MARGIN,
+    PlanCache,
+    cache_path,
+    choose,
+    layer_key,
+    machine_key,
+    measure,
+    model_key,
 )
 
 __all__ = [
-    "CANDIDATES", "PlanCache", "SparseConv2d", "SparseLinear", "SparseModel", "cache_path", "convert",
-    "load_runtime", "load_weights", "build_dense_model", "machine_key",
+    "CANDIDATES",
+    "PlanCache",
+    "SparseConv2d",
+    "SparseLinear",
+    "SparseModel",
+    "cache_path",
+    "convert",
+    "load_runtime",
+    "load_weights",
+    "build_dense_model",
+    "machine_key",
 ]
 
 _IDENTITIES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -66,8 +90,9 @@ _RELU_FUNCTIONS = (torch.relu, torch.relu_, F.relu)
 class SparseModel(nn.Module):
     """A converted model; see the module docstring. ``forward`` plans a new input shape first (``autoplan``)."""
 
-    def __init__(self, module: nn.Module, info: Dict[str, Any], autoplan: bool = True,
-                 original: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self, module: nn.Module, info: Dict[str, Any], autoplan: bool = True, original: Optional[nn.Module] = None
+    ) -> None:
         super().__init__()
         self.module = module
         self.original = original  # the model before conversion: what an input shape planned "dense" runs
@@ -117,8 +142,10 @@ class SparseModel(nn.Module):
         seen: List[Tuple[str, PlannedOp, Tensor]] = []
         hooks = []
         for name, m in self.planned_ops():
+
             def hook(mod, args, name=name):
                 seen.append((name, mod, args[0].detach().clone()))
+
             hooks.append(m.register_forward_pre_hook(hook))
         try:
             self.run_all(x, "dense")
@@ -128,8 +155,15 @@ class SparseModel(nn.Module):
         return seen
 
     @torch.no_grad()
-    def plan(self, x: Tensor, rounds: int = 7, budget_s: float = 0.2, e2e_rounds: int = 7, e2e_budget_s: float = 3.0,
-             cache: Optional[PlanCache] = None) -> Dict[str, Any]:
+    def plan(
+        self,
+        x: Tensor,
+        rounds: int = 7,
+        budget_s: float = 0.2,
+        e2e_rounds: int = 7,
+        e2e_budget_s: float = 3.0,
+        cache: Optional[PlanCache] = None,
+    ) -> Dict[str, Any]:
         """Choose each operation's implementation for inputs shaped like ``x`` (see the module docstring).
 
         Returns ``{"choice": "sparse"|"dense", "sparse_ms", "dense_ms", "layers": [...]}``: the end-to-end
@@ -155,8 +189,13 @@ class SparseModel(nn.Module):
                     if inp.dim() > 1 and inp.shape[0] > 1 and len(cands) > 2:
                         # Screen on one sample first: a candidate 3x slower there is not worth a full-batch run.
                         one = inp[:1]
-                        probe = measure({c: (lambda c=c: op.run(one, c)) for c in cands}, 3, budget_s / 4,
-                                        drop_factor=None, stat="min")
+                        probe = measure(
+                            {c: (lambda c=c, op=op, one=one: op.run(one, c)) for c in cands},
+                            3,
+                            budget_s / 4,
+                            drop_factor=None,
+                            stat="min",
+                        )
                         cands = [c for c in cands if c == "dense" or probe[c] <= 3 * min(probe.values())]
                     # Timed as they will run: through the runners that set_choice binds.
                     fns = {c: functools.partial(op.runner(tuple(inp.shape), threads, c), inp) for c in cands}
@@ -164,8 +203,16 @@ class SparseModel(nn.Module):
                     entry = {"choice": choose(ms), "ms": {c: round(t, 4) for c, t in ms.items()}}
                 cache.put(key, entry)
             op.set_choice(inp.shape, threads, entry["choice"])
-            row = {"name": name, "kind": op.kind, "layer": op.signature(), "relu": op.relu, "input": list(inp.shape),
-                   "density": None, "macs": 0, "nonzero_macs": 0}
+            row = {
+                "name": name,
+                "kind": op.kind,
+                "layer": op.signature(),
+                "relu": op.relu,
+                "input": list(inp.shape),
+                "density": None,
+                "macs": 0,
+                "nonzero_macs": 0,
+            }
             if isinstance(op, SparseLayer):
                 dense_macs, sparse_macs = total_macs(op, tuple(inp.shape))
                 row.update(density=op.density, macs=dense_macs, nonzero_macs=sparse_macs)
@@ -175,14 +222,19 @@ class SparseModel(nn.Module):
         # timed whenever the two differ; against the converted layers forced dense, only when some op changed.
         if self.original is not None or any(r["choice"] != "dense" for r in rows):
             reference = "original" if self.original is not None else "converted"  # what "dense" runs
-            mkey = (model_key(keys, x.shape) + f" | {machine} | dense = {reference} | folded "
-                    f"{self.info.get('folded_bn', 0)} fused {self.info.get('fused_relu', 0)}")
+            mkey = (
+                model_key(keys, x.shape) + f" | {machine} | dense = {reference} | folded "
+                f"{self.info.get('folded_bn', 0)} fused {self.info.get('fused_relu', 0)}"
+            )
             entry = cache.get(mkey)
             if entry is None:
                 fns = {"sparse": lambda: self.run_all(x, None), "dense": lambda: self.run_dense(x)}
-                ms = {c: 1e3 * t for c, t in
-                      measure(fns, e2e_rounds, e2e_budget_s, drop_factor=None, warmup=False, stat="min",
-                              min_sample_s=0.01).items()}
+                ms = {
+                    c: 1e3 * t
+                    for c, t in measure(
+                        fns, e2e_rounds, e2e_budget_s, drop_factor=None, warmup=False, stat="min", min_sample_s=0.01
+                    ).items()
+                }
                 choice = "sparse" if ms["sparse"] < ms["dense"] * MARGIN else "dense"
                 entry = {"choice": choice, "sparse_ms": round(ms["sparse"], 4), "dense_ms": round(ms["dense"], 4)}
                 cache.put(mkey, entry)
@@ -237,15 +289,26 @@ def _rewrite_graph(gm: torch.fx.GraphModule, fold_bn: bool, fuse_relu: bool) -> 
     uses = Counter(n.target for n in graph.nodes if n.op == "call_module")
 
     def sole_layer(node: Any, kinds) -> bool:
-        return (isinstance(node, torch.fx.Node) and node.op == "call_module"
-                and isinstance(modules.get(node.target), kinds) and len(node.users) == 1 and uses[node.target] == 1)
+        return (
+            isinstance(node, torch.fx.Node)
+            and node.op == "call_module"
+            and isinstance(modules.get(node.target), kinds)
+            and len(node.users) == 1
+            and uses[node.target] == 1
+        )
 
     folded = 0
     if fold_bn:
         for node in list(graph.nodes):
             bn = modules.get(node.target) if node.op == "call_module" else None
-            if (isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and bn.running_mean is not None
-                    and len(node.args) == 1 and not node.kwargs and sole_layer(node.args[0], nn.Conv2d)):
+            if (
+                isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and len(node.args) == 1
+                and not node.kwargs
+                and sole_layer(node.args[0], nn.Conv2d)
+            ):
                 _fold_bn(modules[node.args[0].target], bn)
                 node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
@@ -267,8 +330,9 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
-def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, autoplan: bool = True,
-            keep_original: bool = True) -> SparseModel:
+def convert(
+    model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, autoplan: bool = True, keep_original: bool = True
+) -> SparseModel:
     """A :class:`SparseModel` running a float32, eval-mode copy of ``model`` (``model`` itself is untouched).
 
     ``keep_original``: keep a second, unconverted copy for the input shapes whose plan is not faster (see the module
@@ -302,13 +366,22 @@ def convert(model: nn.Module, fold_bn: bool = True, fuse_relu: bool = True, auto
 
 # Input shape per dataset of the harness (src/data): used when a file's config names the dataset.
 DATA_INPUT_SHAPES = {
-    "digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
     "imagenet": (3, 224, 224),
 }
 # The dataset each built-in model is trained on in the presets (configs/experiment): the input shape of a file
 # without a training config, or of --model naming another model than the file's.
-MODEL_DATA = {"mlp": "digits", "lenet5": "mnist", "keras_cnn": "cifar10", "wrn": "cifar10", "vgg16": "cifar10",
-              "resnet50": "imagenet"}
+MODEL_DATA = {
+    "mlp": "digits",
+    "lenet5": "mnist",
+    "keras_cnn": "cifar10",
+    "wrn": "cifar10",
+    "vgg16": "cifar10",
+    "resnet50": "imagenet",
+}
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -349,8 +422,12 @@ def _num_classes(state_dict: Mapping[str, Tensor]) -> Optional[int]:
     return last
 
 
-def build_dense_model(path: str | Path, model: Optional[str] = None, num_classes: Optional[int] = None,
-                      input_shape: Optional[Sequence[int]] = None) -> Tuple[nn.Module, Tuple[int, ...], Dict[str, Any]]:
+def build_dense_model(
+    path: str | Path,
+    model: Optional[str] = None,
+    num_classes: Optional[int] = None,
+    input_shape: Optional[Sequence[int]] = None,
+) -> Tuple[nn.Module, Tuple[int, ...], Dict[str, Any]]:
     """The model a file's weights belong to, built from its saved config (or the arguments), weights loaded.
 
     Returns (model in eval mode, input shape (C, H, W), {"model": name, "num_classes": k, "config": bool}).
@@ -369,10 +446,14 @@ def build_dense_model(path: str | Path, model: Optional[str] = None, num_classes
         model_cfg = {"name": model}  # another model than the file's config: its defaults, its own dataset's input
         data_name = MODEL_DATA.get(model, "")
     if "name" not in model_cfg:
-        raise UserError(f"'{path}' holds no training config naming its model: pass --model NAME "
-                        f"(one of: {', '.join(sorted(MODELS))})")
-    fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-              for f in dataclasses.fields(ModelConfig)}
+        raise UserError(
+            f"'{path}' holds no training config naming its model: pass --model NAME "
+            f"(one of: {', '.join(sorted(MODELS))})"
+        )
+    fields = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(ModelConfig)
+    }
     fields.update({k: v for k, v in model_cfg.items()})
     fields["init_from"] = None
     cfg = SimpleNamespace(**fields)
@@ -380,20 +461,28 @@ def build_dense_model(path: str | Path, model: Optional[str] = None, num_classes
         if data_name not in DATA_INPUT_SHAPES:
             data_name = MODEL_DATA.get(str(cfg.name), data_name)
         if data_name not in DATA_INPUT_SHAPES:
-            raise UserError(f"cannot tell the input shape of '{path}' (dataset {data_name or 'unknown'}): "
-                            "pass --input-shape C,H,W")
+            raise UserError(
+                f"cannot tell the input shape of '{path}' (dataset {data_name or 'unknown'}): pass --input-shape C,H,W"
+            )
         input_shape = DATA_INPUT_SHAPES[data_name]
     classes = num_classes or _num_classes(state_dict)
     if classes is None:
         raise UserError(f"cannot tell the number of classes of '{path}': pass --num-classes K")
     net = build_model(cfg, num_classes=classes, input_shape=tuple(int(s) for s in input_shape))
     load_model_weights(net, state_dict, path)
-    return net.float().eval(), tuple(int(s) for s in input_shape), {
-        "model": cfg.name, "num_classes": classes, "config": config is not None}
+    return (
+        net.float().eval(),
+        tuple(int(s) for s in input_shape),
+        {"model": cfg.name, "num_classes": classes, "config": config is not None},
+    )
 
 
-def load_runtime(path: str | Path, model: Optional[str] = None, num_classes: Optional[int] = None,
-                 input_shape: Optional[Sequence[int]] = None) -> SparseModel:
+def load_runtime(
+    path: str | Path,
+    model: Optional[str] = None,
+    num_classes: Optional[int] = None,
+    input_shape: Optional[Sequence[int]] = None,
+) -> SparseModel:
     """:func:`convert` of the model in ``path`` (see :func:`build_dense_model`)."""
     net, shape, meta = build_dense_model(path, model, num_classes, input_shape)
     rt = convert(net)

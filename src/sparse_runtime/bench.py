@@ -1,4 +1,4 @@
-"""End-to-end timing of a dense model against its sparse runtime (used by eval_sparsity --bench and the bench script)."""
+"""End-to-end timing of a dense model against its sparse runtime (eval_sparsity --bench and the bench script use it)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: int
-                       ) -> Tuple[Optional[Callable[[torch.Tensor], object]], str]:
+def onnxruntime_runner(
+    model: nn.Module, input_shape: Sequence[int], threads: int
+) -> Tuple[Optional[Callable[[torch.Tensor], object]], str]:
     """(run(x), "") for the dense ``model`` exported to ONNX and run by onnxruntime on the CPU with ``threads``
     threads, any batch size; (None, why not) when onnx / onnxruntime are missing or the export fails. Its threads
     stop spinning when a call returns, so that they do not run beside the next backend timed."""
@@ -55,8 +56,15 @@ def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: in
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buffer, dynamo=False, input_names=["input"],
-                              output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, *input_shape),),
+                buffer,
+                dynamo=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
     except Exception as e:  # no onnx package, an operator ONNX lacks...
         return None, f"the ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     options = ort.SessionOptions()
@@ -70,7 +78,10 @@ def onnxruntime_runner(model: nn.Module, input_shape: Sequence[int], threads: in
     try:
         session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # an operator or opset this onnxruntime cannot run
-        return None, f"onnxruntime cannot load the export ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        return (
+            None,
+            f"onnxruntime cannot load the export ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+        )
     return (lambda x: session.run(None, {"input": x.numpy()})), ""
 
 
@@ -81,19 +92,36 @@ def layer_rows(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
         ms = r.get("ms") or {}
         sparse = {c: t for c, t in ms.items() if c != "dense"}
         best = min(sparse, key=sparse.get) if sparse else None
-        out.append({
-            "name": r["name"], "layer": r["layer"], "input": r["input"], "kind": r.get("kind", "layer"),
-            "density": None if r["density"] is None else round(r["density"], 4),
-            "dense_ms": ms.get("dense"), "sparse_ms": sparse.get(best) if best else None, "best_sparse": best,
-            "choice": r["choice"], "why": r.get("why"), "ms": ms,
-        })
+        out.append(
+            {
+                "name": r["name"],
+                "layer": r["layer"],
+                "input": r["input"],
+                "kind": r.get("kind", "layer"),
+                "density": None if r["density"] is None else round(r["density"], 4),
+                "dense_ms": ms.get("dense"),
+                "sparse_ms": sparse.get(best) if best else None,
+                "best_sparse": best,
+                "choice": r["choice"],
+                "why": r.get("why"),
+                "ms": ms,
+            }
+        )
     return out
 
 
 @torch.inference_mode()
-def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], batches: Sequence[int],
-          rounds: int = 7, budget_s: float = 5.0, seed: int = 0, min_sample_s: float = 0.02,
-          extra: Optional[Dict[str, Callable[[torch.Tensor], object]]] = None) -> Dict[str, Dict[str, Any]]:
+def bench(
+    dense: nn.Module,
+    runtime: SparseModel,
+    input_shape: Sequence[int],
+    batches: Sequence[int],
+    rounds: int = 7,
+    budget_s: float = 5.0,
+    seed: int = 0,
+    min_sample_s: float = 0.02,
+    extra: Optional[Dict[str, Callable[[torch.Tensor], object]]] = None,
+) -> Dict[str, Dict[str, Any]]:
     """For each batch size: plan the runtime, then time dense vs runtime end to end (interleaved, medians; a sample
     of a call faster than ``min_sample_s`` is the mean of enough calls in a row to last that long).
 
@@ -108,19 +136,26 @@ def bench(dense: nn.Module, runtime: SparseModel, input_shape: Sequence[int], ba
         t = time.perf_counter()
         summary = runtime.plan(x)
         plan_s = time.perf_counter() - t
-        fns: Dict[str, Callable[[], object]] = {"dense": lambda: dense(x), "sparse": lambda: runtime(x)}
+        fns: Dict[str, Callable[[], object]] = {"dense": lambda x=x: dense(x), "sparse": lambda x=x: runtime(x)}
         for name, fn in (extra or {}).items():
-            fns[name] = (lambda fn=fn: fn(x))
+            fns[name] = lambda fn=fn, x=x: fn(x)
         info: Dict[str, Any] = {}
-        ms = {k: 1e3 * v for k, v in
-              measure(fns, rounds, budget_s, drop_factor=None, info=info, min_sample_s=min_sample_s).items()}
+        ms = {
+            k: 1e3 * v
+            for k, v in measure(fns, rounds, budget_s, drop_factor=None, info=info, min_sample_s=min_sample_s).items()
+        }
         row = {
-            "dense_ms": float(f"{ms['dense']:.6g}"), "sparse_ms": float(f"{ms['sparse']:.6g}"),  # sub-ms latencies
+            "dense_ms": float(f"{ms['dense']:.6g}"),
+            "sparse_ms": float(f"{ms['sparse']:.6g}"),  # sub-ms latencies
             "speedup": round(ms["dense"] / ms["sparse"], 4),
-            "dense_per_s": round(1e3 * b / ms["dense"], 2), "sparse_per_s": round(1e3 * b / ms["sparse"], 2),
-            "plan_s": round(plan_s, 3), "plan": summary["choice"], "rounds": info["rounds"],
+            "dense_per_s": round(1e3 * b / ms["dense"], 2),
+            "sparse_per_s": round(1e3 * b / ms["sparse"], 2),
+            "plan_s": round(plan_s, 3),
+            "plan": summary["choice"],
+            "rounds": info["rounds"],
             "calls_per_sample": info["calls_per_sample"],
-            "plan_sparse_ms": summary.get("sparse_ms"), "plan_dense_ms": summary.get("dense_ms"),
+            "plan_sparse_ms": summary.get("sparse_ms"),
+            "plan_dense_ms": summary.get("dense_ms"),
             "layers": layer_rows(summary),
         }
         for name in extra or {}:

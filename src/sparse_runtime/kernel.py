@@ -52,13 +52,32 @@ def load() -> Optional[ctypes.CDLL]:
             lib = ctypes.CDLL(str(_build(path, rebuild=True)))
     except Exception as e:  # no compiler, a read-only home, an unloadable file...
         _build_error = f"{type(e).__name__}: {e}"
-        warnings.warn(f"sparse runtime: the direct sparse kernel is unavailable ({_build_error}); "
-                      "only dense and torch CSR candidates are measured")
+        warnings.warn(
+            f"sparse runtime: the direct sparse kernel is unavailable ({_build_error}); "
+            "only dense and torch CSR candidates are measured"
+        )
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.spconv_f32.restype = ctypes.c_int
-    lib.spconv_f32.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64, i64,
-                               ctypes.c_int, ctypes.c_int]
+    lib.spconv_f32.argtypes = [
+        i64,
+        i64,
+        i64,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        i64,
+        ptr,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     lib.spconv_uses_avx2.restype = ctypes.c_int
     lib.maxpool_f32.restype = ctypes.c_int
     lib.maxpool_f32.argtypes = [i64] * 9 + [ptr, ptr, i64, i64, ctypes.c_int]
@@ -75,8 +94,23 @@ def uses_avx2() -> bool:
     return bool(lib is not None and lib.spconv_uses_avx2())
 
 
-def bound_spconv(N: int, O: int, L: int, rowptr: Tensor, off: Tensor, val: Tensor, bias: Optional[Tensor], xs: int,
-                 ys: int, ocs: int, ps: int, G: int, Q: int, relu: bool, threads: int):
+def bound_spconv(
+    N: int,
+    O: int,
+    L: int,
+    rowptr: Tensor,
+    off: Tensor,
+    val: Tensor,
+    bias: Optional[Tensor],
+    xs: int,
+    ys: int,
+    ocs: int,
+    ps: int,
+    G: int,
+    Q: int,
+    relu: bool,
+    threads: int,
+):
     """The product described in spconv_cpu.c (tensors contiguous, on the CPU, float32/int32) with everything but the
     input buffer and the output bound: ``call(x, y)``. The returned
     function keeps the operands alive."""
@@ -107,8 +141,10 @@ def maxpool_runner(shape, kernel_size, stride, padding, threads: int):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = shape
     if min(kh, kw, sh, sw) < 1 or not (0 <= ph <= kh // 2 and 0 <= pw <= kw // 2):
-        raise ValueError(f"maxpool: kernel {kernel_size}, stride {stride}, padding {padding}: kernel and stride must "
-                         "be >= 1 and padding at most half the kernel (as in F.max_pool2d)")
+        raise ValueError(
+            f"maxpool: kernel {kernel_size}, stride {stride}, padding {padding}: kernel and stride must "
+            "be >= 1 and padding at most half the kernel (as in F.max_pool2d)"
+        )
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if ho < 1 or wo < 1:
         raise ValueError(f"maxpool: input {tuple(shape)} is smaller than the kernel {kernel_size}")

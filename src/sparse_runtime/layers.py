@@ -60,8 +60,10 @@ def to_int32(t: Tensor, what: str) -> Tensor:
     """``t`` as a contiguous int32 tensor (the C kernels' offsets), or a ValueError naming ``what`` when a value does
     not fit (a cast would wrap around and the kernel read outside its buffers)."""
     if t.numel() and int(t.max()) > INT32_MAX:
-        raise ValueError(f"sparse runtime: {what} reaches {int(t.max()):,}, beyond the int32 offsets of its kernels "
-                         f"({INT32_MAX:,}); run this layer dense (smaller batch or input, or leave it unconverted)")
+        raise ValueError(
+            f"sparse runtime: {what} reaches {int(t.max()):,}, beyond the int32 offsets of its kernels "
+            f"({INT32_MAX:,}); run this layer dense (smaller batch or input, or leave it unconverted)"
+        )
     return t.to(torch.int32).contiguous()
 
 
@@ -160,7 +162,9 @@ class MaxPool2d(PlannedOp):
 
     kind = "maxpool"
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, name: str = "") -> None:
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, name: str = ""
+    ) -> None:
         super().__init__(name)
         pair = lambda v: tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v), int(v))  # noqa: E731
         self.kernel_size = pair(kernel_size)
@@ -174,7 +178,10 @@ class MaxPool2d(PlannedOp):
         return cls(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, name)
 
     def signature(self) -> str:
-        return f"maxpool(k={self.kernel_size}, s={self.stride}, p={self.padding}, d={self.dilation}, ceil={self.ceil_mode})"
+        return (
+            f"maxpool(k={self.kernel_size}, s={self.stride}, p={self.padding}, "
+            f"d={self.dilation}, ceil={self.ceil_mode})"
+        )
 
     def supports(self, candidate: str) -> bool:
         if candidate == "dense":
@@ -186,8 +193,12 @@ class MaxPool2d(PlannedOp):
     def candidates(self, x: Tensor) -> List[str]:
         if not (x.dim() == 4 and x.is_floating_point() and self.supports("separable")):
             return ["dense"]
-        direct = (kernel.available() and x.dtype == torch.float32 and x.device.type == "cpu"
-                  and x.shape[3] <= kernel.MAXPOOL_MAX_WIDTH)
+        direct = (
+            kernel.available()
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and x.shape[3] <= kernel.MAXPOOL_MAX_WIDTH
+        )
         return ["dense", "separable"] + (["direct"] if direct else [])
 
     def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:
@@ -205,14 +216,14 @@ class MaxPool2d(PlannedOp):
             x = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
         h, w = x.shape[2], x.shape[3]
         ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-        t = x[:, :, :, 0:sw * (wo - 1) + 1:sw]
-        t = t.clone() if kw == 1 else torch.maximum(t, x[:, :, :, 1:1 + sw * (wo - 1) + 1:sw])
+        t = x[:, :, :, 0 : sw * (wo - 1) + 1 : sw]
+        t = t.clone() if kw == 1 else torch.maximum(t, x[:, :, :, 1 : 1 + sw * (wo - 1) + 1 : sw])
         for j in range(2, kw):
-            torch.maximum(t, x[:, :, :, j:j + sw * (wo - 1) + 1:sw], out=t)
-        y = t[:, :, 0:sh * (ho - 1) + 1:sh]
-        y = y.contiguous() if kh == 1 else torch.maximum(y, t[:, :, 1:1 + sh * (ho - 1) + 1:sh])
+            torch.maximum(t, x[:, :, :, j : j + sw * (wo - 1) + 1 : sw], out=t)
+        y = t[:, :, 0 : sh * (ho - 1) + 1 : sh]
+        y = y.contiguous() if kh == 1 else torch.maximum(y, t[:, :, 1 : 1 + sh * (ho - 1) + 1 : sh])
         for i in range(2, kh):
-            torch.maximum(y, t[:, :, i:i + sh * (ho - 1) + 1:sh], out=y)
+            torch.maximum(y, t[:, :, i : i + sh * (ho - 1) + 1 : sh], out=y)
         return y
 
     def extra_repr(self) -> str:
@@ -295,7 +306,9 @@ class SparseLayer(PlannedOp):
 
     def extra_repr(self) -> str:
         shapes = ", ".join(f"{list(s)}x{t}t: {c}" for (s, t), c in self.choices.items())
-        return f"{self.signature()}, density={self.density:.3f}, relu={self.relu}" + (f", plan={{{shapes}}}" if shapes else "")
+        return f"{self.signature()}, density={self.density:.3f}, relu={self.relu}" + (
+            f", plan={{{shapes}}}" if shapes else ""
+        )
 
 
 class SparseLinear(SparseLayer):
@@ -343,8 +356,9 @@ class SparseLinear(SparseLayer):
             return super().runner(shape, threads, candidate)
         m = shape[0]
         rowptr, off, val = self._direct(m)
-        call = kernel.bound_spconv(1, self.out_features, m, rowptr, off, val, self.bias, 0, 0, 1, self.out_features,
-                                   m, m, self.relu, threads)
+        call = kernel.bound_spconv(
+            1, self.out_features, m, rowptr, off, val, self.bias, 0, 0, 1, self.out_features, m, m, self.relu, threads
+        )
         out_shape = (m, self.out_features)
 
         def run(x: Tensor) -> Tensor:
@@ -368,8 +382,18 @@ class SparseLinear(SparseLayer):
 class SparseConv2d(SparseLayer):
     kind = "conv"
 
-    def __init__(self, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0, dilation=1, groups: int = 1,
-                 padding_mode: str = "zeros", relu: bool = False, name: str = "") -> None:
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Optional[Tensor],
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+        relu: bool = False,
+        name: str = "",
+    ) -> None:
         super().__init__(weight, bias, relu, name)
         pair = lambda v: tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v), int(v))  # noqa: E731
         self.stride = pair(stride)
@@ -385,8 +409,10 @@ class SparseConv2d(SparseLayer):
         return cls(m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, m.padding_mode, relu, name)
 
     def signature(self) -> str:
-        return (f"conv({self.in_channels}->{self.out_channels}, k={self.kernel_size}, s={self.stride}, "
-                f"p={self.padding}, d={self.dilation}, g={self.groups}, bias={self.bias is not None})")
+        return (
+            f"conv({self.in_channels}->{self.out_channels}, k={self.kernel_size}, s={self.stride}, "
+            f"p={self.padding}, d={self.dilation}, g={self.groups}, bias={self.bias is not None})"
+        )
 
     def _sparse_ok(self) -> bool:
         return self.groups == 1 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
@@ -478,9 +504,19 @@ class SparseConv2d(SparseLayer):
                         continue
                     copies.append((a, b, r0, r1 + 1, q0, q1 + 1, sh * r0 + a - ph, sw * q0 + b - pw))
         geo = {
-            "ho": ho, "wo": wo, "hq": hq, "wq": wq, "nph": nph, "npw": npw, "in_place": in_place,
-            "rowptr": rowptr, "off": to_int32(off, "an input offset"), "val": val, "copies": copies,
-            "per_sample": nph * npw * c * plane, "buffer": _PerThreadBuffer(),
+            "ho": ho,
+            "wo": wo,
+            "hq": hq,
+            "wq": wq,
+            "nph": nph,
+            "npw": npw,
+            "in_place": in_place,
+            "rowptr": rowptr,
+            "off": to_int32(off, "an input offset"),
+            "val": val,
+            "copies": copies,
+            "per_sample": nph * npw * c * plane,
+            "buffer": _PerThreadBuffer(),
         }
         if off.numel() and int(off.max()) + (ho - 1) * wq + wo > geo["per_sample"]:
             raise AssertionError("sparse conv geometry reads outside its buffer")  # a bug, never the user's input
@@ -497,16 +533,32 @@ class SparseConv2d(SparseLayer):
             n, c = x.shape[0], self.in_channels
             buf = geo["buffer"].tensor = x.new_zeros(n, geo["nph"], geo["npw"], c, geo["hq"], geo["wq"])
         for a, b, r0, r1, q0, q1, x0, y0 in geo["copies"]:
-            buf[:, a, b, :, r0:r1, q0:q1] = x[:, :, x0:x0 + sh * (r1 - r0 - 1) + 1:sh, y0:y0 + sw * (q1 - q0 - 1) + 1:sw]
+            buf[:, a, b, :, r0:r1, q0:q1] = x[
+                :, :, x0 : x0 + sh * (r1 - r0 - 1) + 1 : sh, y0 : y0 + sw * (q1 - q0 - 1) + 1 : sw
+            ]
         return buf
 
     def _bound_direct(self, n: int, h: int, w: int, threads: int):
         """(kernel call taking (input buffer, output), output shape, geometry) for inputs (n, C, h, w)."""
         geo = self._geometry(n, h, w)
         ho, wo, wq = geo["ho"], geo["wo"], geo["wq"]
-        call = kernel.bound_spconv(n, self.out_channels, (ho - 1) * wq + wo, geo["rowptr"], geo["off"], geo["val"],
-                                   self.bias, geo["per_sample"], self.out_channels * ho * wo, ho * wo, 1, wq, wo,
-                                   self.relu, threads)
+        call = kernel.bound_spconv(
+            n,
+            self.out_channels,
+            (ho - 1) * wq + wo,
+            geo["rowptr"],
+            geo["off"],
+            geo["val"],
+            self.bias,
+            geo["per_sample"],
+            self.out_channels * ho * wo,
+            ho * wo,
+            1,
+            wq,
+            wo,
+            self.relu,
+            threads,
+        )
         return call, (n, self.out_channels, ho, wo), geo
 
     def runner(self, shape: Tuple[int, ...], threads: int, candidate: str) -> Callable[[Tensor], Tensor]:

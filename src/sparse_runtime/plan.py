@@ -119,10 +119,17 @@ def _timed(fn: Callable[[], object], reps: int = 1) -> float:
     return (time.perf_counter() - t) / reps
 
 
-def measure(fns: Dict[str, Callable[[], object]], rounds: int, budget_s: float = 0.5,
-            drop_factor: Optional[float] = DROP_FACTOR, keep: Sequence[str] = ("dense",),
-            warmup: bool = True, info: Optional[dict] = None, stat: str = "median",
-            min_sample_s: float = 0.0) -> Dict[str, float]:
+def measure(
+    fns: Dict[str, Callable[[], object]],
+    rounds: int,
+    budget_s: float = 0.5,
+    drop_factor: Optional[float] = DROP_FACTOR,
+    keep: Sequence[str] = ("dense",),
+    warmup: bool = True,
+    info: Optional[dict] = None,
+    stat: str = "median",
+    min_sample_s: float = 0.0,
+) -> Dict[str, float]:
     """Median seconds of each function, run interleaved (rotating order), after one warm-up call each (``warmup``).
 
     ``rounds`` is the most rounds; fewer are run when one round takes more than ``budget_s / rounds`` (at least 3).
@@ -143,7 +150,7 @@ def measure(fns: Dict[str, Callable[[], object]], rounds: int, budget_s: float =
     alive = list(names)
     r = 0
     while r < rounds:
-        order = alive[r % len(alive):] + alive[:r % len(alive)]
+        order = alive[r % len(alive) :] + alive[: r % len(alive)]
         for name in order:
             times[name].append(_timed(fns[name], reps[name]))
         if r == 0:

@@ -49,12 +49,19 @@ def synthetic_data(n: int = 512, features: int = 20, classes: int = 3, seed: int
 def main() -> None:
     L.seed_everything(0)
     loader = DataLoader(synthetic_data(), batch_size=32, shuffle=True)
-    trainer = L.Trainer(max_epochs=5, callbacks=[SparsityCallback()], logger=L.pytorch.loggers.CSVLogger("."),
-                        accelerator="cpu", enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_epochs=5,
+        callbacks=[SparsityCallback()],
+        logger=L.pytorch.loggers.CSVLogger("."),
+        accelerator="cpu",
+        enable_progress_bar=False,
+    )
     model = GRDAClassifier()
     trainer.fit(model, loader)
-    print(f"sparsity {trainer.callback_metrics['grda/sparsity']:.3f}, "
-          f"threshold {trainer.callback_metrics['grda/threshold']:.4f}")
+    print(
+        f"sparsity {trainer.callback_metrics['grda/sparsity']:.3f}, "
+        f"threshold {trainer.callback_metrics['grda/threshold']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,11 @@ __all__ = ["__version__", "defaults", *_LAZY]
 
 if TYPE_CHECKING:  # what static tools see; at run time the names load lazily
     from grda.optimizer import (  # noqa: F401
-        GRDA, closed_form_threshold, soft_threshold, threshold_increment, uniform_accumulator,
+        GRDA,
+        closed_form_threshold,
+        soft_threshold,
+        threshold_increment,
+        uniform_accumulator,
     )
     from grda.stats import global_sparsity, layer_sparsity, sparsity, zero_counts  # noqa: F401
 

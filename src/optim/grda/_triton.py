@@ -22,8 +22,17 @@ def update_block(w, a, g, offsets, inside, lr, tau, DTYPE: tl.constexpr, ACC_DTY
 
 @triton.jit
 def grda_multi_tensor_kernel(
-    w_addresses, a_addresses, g_addresses, chunk_tensor, chunk_start, numels, lr, tau,
-    BLOCK: tl.constexpr, DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    w_addresses,
+    a_addresses,
+    g_addresses,
+    chunk_tensor,
+    chunk_start,
+    numels,
+    lr,
+    tau,
+    BLOCK: tl.constexpr,
+    DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
 ):
     chunk = tl.program_id(0)
     t = tl.load(chunk_tensor + chunk)

@@ -53,8 +53,12 @@ def compiler() -> List[str]:
     return shlex.split(os.environ.get("CC", "cc"))
 
 
-def library_path(directory: Optional[Path] = None, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
-                 thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
+def library_path(
+    directory: Optional[Path] = None,
+    source: Path = SOURCE,
+    flags: Sequence[str] = FLAGS,
+    thread_flags: Sequence[str] = THREAD_FLAGS,
+) -> Path:
     """Where the library built from ``source`` with these flags is cached (named by a hash of source and recipe)."""
     recipe = " ".join([*compiler(), *flags, *thread_flags, platform.machine()]).encode()
     key = hashlib.sha256(source.read_bytes() + recipe)
@@ -74,8 +78,13 @@ def _temp_file_beside(target: Path) -> str:
     raise OSError(f"cannot write the kernel cache {target.parent} (set GRDA_KERNEL_CACHE to a writable folder)")
 
 
-def build_library(target: Path, rebuild: bool = False, source: Path = SOURCE, flags: Sequence[str] = FLAGS,
-                  thread_flags: Sequence[str] = THREAD_FLAGS) -> Path:
+def build_library(
+    target: Path,
+    rebuild: bool = False,
+    source: Path = SOURCE,
+    flags: Sequence[str] = FLAGS,
+    thread_flags: Sequence[str] = THREAD_FLAGS,
+) -> Path:
     """Compile ``source`` to ``target`` (to the temp cache if target's folder is read-only); return where it is.
     ``thread_flags`` are dropped when the compiler refuses them (no OpenMP: the kernel runs on one thread).
 
@@ -165,8 +174,10 @@ class Launch:
 
     def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
         if not all(map(supports, params, grads, accumulators)):  # the kernel would read or write past a tensor
-            raise ValueError("grda_cpu.c takes float32 CPU tensors, each with its gradient and accumulator of one "
-                             "shape and one dense layout (see supports())")
+            raise ValueError(
+                "grda_cpu.c takes float32 CPU tensors, each with its gradient and accumulator of one "
+                "shape and one dense layout (see supports())"
+            )
         self._lib = load()
         count = len(params)
         numel = [p.numel() for p in params]
@@ -187,8 +198,17 @@ class Launch:
         return True
 
     def __call__(self, lr: float, tau: float) -> None:
-        self._lib.grda_update_f32(self._count, self._w, self._a, self._g.buffer_info()[0], self._numel, lr, tau,
-                                  self._streaming, self._threads)
+        self._lib.grda_update_f32(
+            self._count,
+            self._w,
+            self._a,
+            self._g.buffer_info()[0],
+            self._numel,
+            lr,
+            tau,
+            self._streaming,
+            self._threads,
+        )
 
 
 def update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:

@@ -70,8 +70,10 @@ class Launch:
 
     def __init__(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor]) -> None:
         if not all(map(takes, params, grads, accumulators)):  # the kernel would read or write past a tensor
-            raise ValueError("the Triton kernel takes tensors each with its gradient and accumulator of one device, "
-                             "shape and dense layout (see takes())")
+            raise ValueError(
+                "the Triton kernel takes tensors each with its gradient and accumulator of one device, "
+                "shape and dense layout (see takes())"
+            )
         if len({(p.device, p.dtype, a.dtype) for p, a in zip(params, accumulators)}) != 1:
             raise ValueError("one launch updates tensors of one device, one dtype and one accumulator dtype")
         self.device = params[0].device

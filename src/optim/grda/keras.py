@@ -100,8 +100,18 @@ class GRDA(keras.optimizers.Optimizer):
     after the first step starts from its value at build time.
     """
 
-    def __init__(self, learning_rate=defaults.LR, c=defaults.C, mu=defaults.MU, accumulator_init="weights",
-                 accumulator_range=0.1, accumulator_seed=123, accumulator_dtype="fp32", name="grda", **kwargs):
+    def __init__(
+        self,
+        learning_rate=defaults.LR,
+        c=defaults.C,
+        mu=defaults.MU,
+        accumulator_init="weights",
+        accumulator_range=0.1,
+        accumulator_seed=123,
+        accumulator_dtype="fp32",
+        name="grda",
+        **kwargs,
+    ):
         if kwargs.get("weight_decay") is not None:
             raise ValueError(
                 "GRDA does not support weight_decay: the weights are recomputed from the "
@@ -148,8 +158,13 @@ class GRDA(keras.optimizers.Optimizer):
         name = f"{path.replace('/', '_')}_accumulator"
 
         def add():
-            return self.add_variable(shape=variable.shape, initializer=initializer, dtype=dtype, name=name,
-                                     layout=getattr(variable, "_layout", None))
+            return self.add_variable(
+                shape=variable.shape,
+                initializer=initializer,
+                dtype=dtype,
+                name=name,
+                layout=getattr(variable, "_layout", None),
+            )
 
         strategy = getattr(self, "_distribution_strategy", None)  # the TensorFlow backend's optimizer has one
         if strategy is None:
@@ -217,11 +232,16 @@ class GRDA(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "c": self.c, "mu": self.mu, "accumulator_init": self.accumulator_init,
-            "accumulator_range": self.accumulator_range, "accumulator_seed": self.accumulator_seed,
-            "accumulator_dtype": self.accumulator_dtype,
-        })
+        config.update(
+            {
+                "c": self.c,
+                "mu": self.mu,
+                "accumulator_init": self.accumulator_init,
+                "accumulator_range": self.accumulator_range,
+                "accumulator_seed": self.accumulator_seed,
+                "accumulator_dtype": self.accumulator_dtype,
+            }
+        )
         return config
 
 

@@ -19,7 +19,11 @@ from grda import cpu_kernel, cuda_kernel, defaults
 from grda._validation import check_accumulator_start, check_c_mu, check_lr
 
 __all__ = [
-    "GRDA", "threshold_increment", "closed_form_threshold", "soft_threshold", "uniform_accumulator",
+    "GRDA",
+    "threshold_increment",
+    "closed_form_threshold",
+    "soft_threshold",
+    "uniform_accumulator",
     "accumulator_dtype_of",
 ]
 
@@ -230,8 +234,15 @@ class GRDA(Optimizer):
             raise ValueError(f"GRDA impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
         self._fast = _FastPaths()
         group_defaults = dict(
-            lr=lr, c=c, mu=mu, weight_decay=weight_decay, impl=impl, accumulator_init=accumulator_init,
-            accumulator_range=accumulator_range, accumulator_seed=accumulator_seed, accumulator_dtype=accumulator_dtype,
+            lr=lr,
+            c=c,
+            mu=mu,
+            weight_decay=weight_decay,
+            impl=impl,
+            accumulator_init=accumulator_init,
+            accumulator_range=accumulator_range,
+            accumulator_seed=accumulator_seed,
+            accumulator_dtype=accumulator_dtype,
         )
         super().__init__(params, group_defaults)  # sets self.state: a _StateDict (see __setattr__)
 
@@ -366,7 +377,13 @@ class GRDA(Optimizer):
         return entry[3], entry[4]
 
     def _fused_update(
-        self, group: dict, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float,
+        self,
+        group: dict,
+        params: List[Tensor],
+        grads: List[Tensor],
+        accumulators: List[Tensor],
+        *,
+        lr: float,
         tau: float,
     ) -> None:
         """The hand-written kernels for every tensor they take, ``foreach`` for the rest.
@@ -515,14 +532,18 @@ def _validate_hyperparameters(group: dict) -> None:
     check_c_mu(group["c"], group["mu"], stacklevel=5)  # points at the caller of GRDA(...)
 
 
-def _reference_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
+def _reference_update(
+    params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float
+) -> None:
     """The authors' per-parameter formula, kept literal for checking the fast paths (with canonical zeros)."""
     for p, g, a in zip(params, grads, accumulators):
         a.add_(g, alpha=-lr)
         p.copy_(soft_threshold(a, tau))
 
 
-def _foreach_update(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float) -> None:
+def _foreach_update(
+    params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], *, lr: float, tau: float
+) -> None:
     """One multi-tensor accumulate, then a soft threshold written straight into each parameter.
 
     softshrink(a, tau) = a - tau if a > tau, a + tau if a < -tau, else a * 0: the same values as
@@ -540,7 +561,9 @@ def _foreach_update(params: List[Tensor], grads: List[Tensor], accumulators: Lis
     torch._foreach_add_(params, 0.0)
 
 
-def _fused_update_eager(params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: Tensor, tau: Tensor) -> None:
+def _fused_update_eager(
+    params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: Tensor, tau: Tensor
+) -> None:
     """What ``torch.compile`` fuses: zeros are selected as a literal +0.0 (a compiler may drop an ``x + 0.0``), and
     NaN accumulators give NaN weights, as in the other paths. The gradient is widened to a float32 accumulator's dtype
     first; the weight is the soft threshold in the accumulator's dtype, rounded into the parameter."""
@@ -577,8 +600,10 @@ class _Plan:
         """Point the kernels at this step's gradients; False if a kernel cannot take them (the plan is then remade)."""
         if any(grads[i].stride() != strides for i, strides in self.grad_strides.items()):
             return False
-        return all(launch.bind_grads(grads if indices is None else [grads[i] for i in indices])
-                   for launch, indices in self.kernels)
+        return all(
+            launch.bind_grads(grads if indices is None else [grads[i] for i in indices])
+            for launch, indices in self.kernels
+        )
 
     def run(self, params: List[Tensor], grads: List[Tensor], accumulators: List[Tensor], lr: float, tau: float) -> None:
         for launch, _ in self.kernels:
@@ -592,8 +617,11 @@ def _plan_key(params: List[Tensor], grads: List[Tensor], accumulators: List[Tens
     # and contiguity stand for the parameters' too; the gradients' addresses are bound per step (Plan.bind_grads).
     address = Tensor.data_ptr
     return (
-        tuple(map(address, params)), tuple(map(address, accumulators)),
-        tuple(map(Tensor.numel, grads)), tuple(map(Tensor.is_contiguous, grads)), torch.get_num_threads(),
+        tuple(map(address, params)),
+        tuple(map(address, accumulators)),
+        tuple(map(Tensor.numel, grads)),
+        tuple(map(Tensor.is_contiguous, grads)),
+        torch.get_num_threads(),
     )
 
 

@@ -36,14 +36,16 @@ def register(name: str = NAME) -> None:
         current = None
     if current is not None and current.opt_class is GRDA:
         return
-    default_registry.register(OptimInfo(
-        name=name,
-        opt_class=GRDA,
-        description="gRDA: generalized regularized dual averaging, directional pruning (Chao et al., NeurIPS 2020)",
-        has_eps=False,
-        has_momentum=False,
-        has_betas=False,
-    ))
+    default_registry.register(
+        OptimInfo(
+            name=name,
+            opt_class=GRDA,
+            description="gRDA: generalized regularized dual averaging, directional pruning (Chao et al., NeurIPS 2020)",
+            has_eps=False,
+            has_momentum=False,
+            has_betas=False,
+        )
+    )
 
 
 def dense_1d_groups(model: nn.Module) -> List[Dict]:
