@@ -207,6 +207,52 @@ def tau_text(threshold) -> str:
     return "" if threshold is None else f"tau {threshold:.3e}  "
 
 
+def set_threads(keras, threads) -> None:
+    """torch's intra-op threads; other backends ignore --threads (said once)."""
+    if threads is None:
+        return
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        print(f"warning: --threads only applies to the torch backend, not {keras.backend.backend()}", file=sys.stderr)
+
+
+def epoch_logger(keras, optimizer, writer, handle):
+    """A callback that writes one CSV row per epoch (accuracy, nonzero ratio, losses, threshold) and prints it."""
+
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            row = {
+                "epoch": epoch + 1,
+                "test_acc": logs.get("val_accuracy"),
+                "nonzero_ratio": nonzero_ratio(self.model),
+                "test_loss": logs.get("val_loss"),
+                "train_loss": logs.get("loss"),
+                "train_acc": logs.get("accuracy"),
+                "threshold": getattr(optimizer, "threshold", None),
+                "lr": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+                "steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
+                "seconds": round(time.perf_counter() - self.start, 1),
+            }
+            writer.writerow(row)
+            handle.flush()
+            print(
+                f"epoch {row['epoch']}: test_acc {row['test_acc']:.4f}  nonzero_ratio {row['nonzero_ratio']:.4f}  "
+                f"train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
+                f"{tau_text(row['threshold'])}{row['seconds']}s",
+                flush=True,
+            )
+
+    return EpochLog()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     root = Path(args.data_root)
@@ -226,15 +272,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    if args.threads is not None:
-        if keras.backend.backend() == "torch":
-            import torch
-
-            torch.set_num_threads(args.threads)
-        else:
-            print(
-                f"warning: --threads only applies to the torch backend, not {keras.backend.backend()}", file=sys.stderr
-            )
+    set_threads(keras, args.threads)
     keras.utils.set_random_seed(args.seed)
     t0 = time.perf_counter()
     x_train, y_train, class_names = load_split(root / "train", args.train_subset, args.seed, fmt)
@@ -264,36 +302,6 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-
-    class EpochLog(keras.callbacks.Callback):
-        def __init__(self, writer, handle):
-            super().__init__()
-            self.writer, self.handle = writer, handle
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            row = {
-                "epoch": epoch + 1,
-                "test_acc": logs.get("val_accuracy"),
-                "nonzero_ratio": nonzero_ratio(self.model),
-                "test_loss": logs.get("val_loss"),
-                "train_loss": logs.get("loss"),
-                "train_acc": logs.get("accuracy"),
-                "threshold": getattr(optimizer, "threshold", None),
-                "lr": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
-                "steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
-                "seconds": round(time.perf_counter() - self.start, 1),
-            }
-            self.writer.writerow(row)
-            self.handle.flush()
-            print(
-                f"epoch {row['epoch']}: test_acc {row['test_acc']:.4f}  nonzero_ratio {row['nonzero_ratio']:.4f}  "
-                f"train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
-                f"{tau_text(row['threshold'])}{row['seconds']}s",
-                flush=True,
-            )
-
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -307,7 +315,7 @@ def main(argv=None) -> int:
             validation_data=(x_test, y_test),
             validation_batch_size=args.eval_batch_size,
             verbose=0,
-            callbacks=[EpochLog(writer, handle)],
+            callbacks=[epoch_logger(keras, optimizer, writer, handle)],
         )
     return 0
 

@@ -231,10 +231,7 @@ def _rounds(row) -> str:
     return f"{row['rounds']} × {calls.get('dense', 1)}/{calls.get('sparse', 1)}"
 
 
-def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
-    rows = [r for res in results for r in res["rows"]]
-    machine = results[0]["machine"]
-    threads = sorted({r["threads"] for r in rows})
+def _intro(machine: Dict[str, Any], threads: List[int], command: str, note: str) -> List[str]:
     lines = [
         "# Sparse inference on the CPU: dense PyTorch vs `src/sparse_runtime`",
         "",
@@ -253,21 +250,29 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
         'sparsity: exactly that fraction of every conv/linear weight is zero, at random positions. "–": not '
         "measured.",
         "",
-    ] + ([note, ""] if note else [])
+    ]
+    return lines + ([note, ""] if note else [])
+
+
+def _speedup_table(rows: List[Dict[str, Any]], threads: List[int]) -> List[str]:
     models = []
     for r in rows:
         if (r["model"], r["source"]) not in models:
             models.append((r["model"], r["source"]))
     batches = sorted({r["batch"] for r in rows})
     header = "| model | weights | " + " | ".join(f"b={b}, {t}t" for t in threads for b in batches) + " |"
-    lines += [header, "|---|---|" + "---:|" * (len(threads) * len(batches))]
+    lines = [header, "|---|---|" + "---:|" * (len(threads) * len(batches))]
     for model, source in models:
         lines.append(
             f"| {model} | {source} | "
             + " | ".join(_fmt_speedup(rows, model, source, t, b) for t in threads for b in batches)
             + " |"
         )
-    lines += [
+    return lines
+
+
+def _latency_table(rows: List[Dict[str, Any]]) -> List[str]:
+    lines = [
         "",
         'Latencies (ms; throughput = batch / latency). "plan vs original": the plan\'s own end-to-end '
         'check, the original model against the planned one (fastest of their runs). "rounds": samples per '
@@ -290,8 +295,12 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
             f"{r['sparse_ms']:.2f} | {r['speedup']:.2f}× | {vs} | {r['dense_per_s']:.1f} | {r['sparse_per_s']:.1f} | "
             f"{r['plan']} | {sparse_layers}/{len(convs)} | {_rounds(r)} | {r['wall_s']:.0f} | {others} |"
         )
-    # Where sparsity does not pay: per-layer detail for the heaviest configurations.
-    lines += [
+    return lines
+
+
+def _layer_detail(rows: List[Dict[str, Any]]) -> List[str]:
+    """Where sparsity does not pay: per-layer times for the heaviest configurations."""
+    lines = [
         "",
         "Per-layer times behind two rows (ms, medians; dense = PyTorch on the BN-folded weights; "
         "sparse = the best sparse candidate):",
@@ -316,16 +325,28 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
                 f"{x['best_sparse'] or '–'} | {x['choice']} |"
             )
         lines.append("")
-    seen = set()
+    return lines
+
+
+def _checkpoint_notes(rows: List[Dict[str, Any]]) -> List[str]:
+    lines, seen = [], set()
     for r in rows:
         if "checkpoint" in r and r["checkpoint"] not in seen:
             seen.add(r["checkpoint"])
             lines += [
                 f"Checkpoint {portable(r['checkpoint'])} (epoch {r['epoch']}, {r['sparsity']:.2f} % zeros): "
-                "zeros per "
-                "layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()),
+                "zeros per layer (%) " + ", ".join(f"{k} {v}" for k, v in r["per_layer_zeros"].items()),
                 "",
             ]
+    return lines
+
+
+def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
+    """The markdown report: the speed-up grid, every row's latencies, per-layer detail, the checkpoints' zeros."""
+    rows = [r for res in results for r in res["rows"]]
+    threads = sorted({r["threads"] for r in rows})
+    lines = _intro(results[0]["machine"], threads, command, note)
+    lines += _speedup_table(rows, threads) + _latency_table(rows) + _layer_detail(rows) + _checkpoint_notes(rows)
     return "\n".join(lines).rstrip() + "\n"
 
 
