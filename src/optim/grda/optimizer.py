@@ -6,7 +6,6 @@ Trains a dense network and ends with a sparse one ("directional pruning").
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -16,6 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from grda import cpu_kernel, cuda_kernel, defaults
+from grda._dtensor import dtensor_type, local_tensor
 from grda._validation import check_accumulator_start, check_c_mu, check_lr
 
 __all__ = [
@@ -371,7 +371,7 @@ class GRDA(Optimizer):
         entry = cache.get(id(group))
         if entry is None or entry[0] is not params or entry[1] is not state or entry[2] != (len(params), state.version):
             states = [state[p] for p in params]  # creates the (empty) state of new parameters
-            dtensor = _dtensor_type()
+            dtensor = dtensor_type()
             is_dtensor = [dtensor is not None and isinstance(p, dtensor) for p in params]
             entry = cache[id(group)] = (params, state, (len(params), state.version), states, is_dtensor)
         return entry[3], entry[4]
@@ -445,17 +445,6 @@ class GRDA(Optimizer):
         return out
 
 
-def _dtensor_type():
-    """DTensor's class if its module has been imported (no DTensor can exist before), else None."""
-    module = sys.modules.get("torch.distributed.tensor") or sys.modules.get("torch.distributed._tensor")  # torch < 2.5
-    return getattr(module, "DTensor", None)
-
-
-def _local(t: Tensor) -> Tensor:
-    local = getattr(t, "_local_tensor", None)  # what to_local() returns under no_grad, without making a view
-    return local if isinstance(local, Tensor) else t.to_local()
-
-
 def _local_shards(p: Tensor, grad: Tensor, accumulator: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """The local shards of a DTensor parameter, its gradient and its accumulator, laid out alike.
 
@@ -464,7 +453,7 @@ def _local_shards(p: Tensor, grad: Tensor, accumulator: Tensor) -> Tuple[Tensor,
     """
     if grad.placements != p.placements or (grad.device_mesh is not p.device_mesh and grad.device_mesh != p.device_mesh):
         grad = grad.redistribute(p.device_mesh, p.placements)
-    return _local(p), _local(grad), _local(accumulator)
+    return local_tensor(p), local_tensor(grad), local_tensor(accumulator)
 
 
 def uniform_accumulator(p: Tensor, bound: float, seed: int, dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -475,11 +464,11 @@ def uniform_accumulator(p: Tensor, bound: float, seed: int, dtype: Optional[torc
     generator = torch.Generator().manual_seed(seed)
     draw = (2 * torch.rand(p.shape, generator=generator, dtype=torch.float32) - 1) * bound
     dtype = p.dtype if dtype is None else dtype
-    dtensor = _dtensor_type()
+    dtensor = dtensor_type()
     if dtensor is not None and isinstance(p, dtensor):
         from torch.distributed.tensor import distribute_tensor
 
-        full = draw.to(device=_local(p).device, dtype=dtype)
+        full = draw.to(device=local_tensor(p).device, dtype=dtype)
         return distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
     return torch.empty_like(p, dtype=dtype, memory_format=torch.preserve_format).copy_(draw)
 

@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Mapping, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from grda.optimizer import _dtensor_type, _local
+from grda._dtensor import dtensor_type, local_tensor
 
 __all__ = ["zero_counts", "sparsity", "global_sparsity", "layer_sparsity"]
 
@@ -47,14 +47,14 @@ def zero_counts(source: Tensors, *, trainable_only: bool = True) -> Dict[str, Tu
     as a zero, NaN does not.
     """
     named = _named(source, trainable_only)
-    dtensor = _dtensor_type()
+    dtensor = dtensor_type()
     counts: Dict[str, Tuple[int, int]] = {}
     pending: Dict[int, tuple] = {}  # id(mesh) -> (mesh, names, local zero counts)
     local_counts: List[Tuple[str, Tensor, int]] = []  # plain tensors: (name, zeros, entries)
     for name, t in named:
         t = t.detach()
         if dtensor is not None and isinstance(t, dtensor):
-            local = _local(t)
+            local = local_tensor(t)
             mesh = t.device_mesh
             coordinate = mesh.get_coordinate()
             # a rank counts its shard only if it is the first holder of it along every dimension not sharded
