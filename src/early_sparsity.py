@@ -52,7 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from src.errors import UserError
+from src.errors import UserError, cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -585,7 +585,7 @@ def parse_epochs(text: str) -> List[int]:
     return epochs
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -594,15 +594,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--per-layer", action="store_true", help="also print every parameter tensor")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optim.mu=0.55 model.init=auto")
     args = parser.parse_args(argv)
-    try:
-        epochs = parse_epochs(args.epochs)
-        cfg = compose_config(args.experiment, args.overrides)
-        pred = predict(cfg, epochs)
-        print(report(cfg, pred, find_reference(cfg), per_layer=args.per_layer))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    epochs = parse_epochs(args.epochs)
+    cfg = compose_config(args.experiment, args.overrides)
+    pred = predict(cfg, epochs)
+    print(report(cfg, pred, find_reference(cfg), per_layer=args.per_layer))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command line; a UserError prints one line and returns 2."""
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # `python src/eval_sparsity.py` from the reposito
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.checkpoint import extract_state_dict, load_checkpoint
-from src.errors import UserError
+from src.errors import UserError, cli_main
 from src.sparse_export import describe_export, export_checkpoint
 from src.sparsity import LayerSparsity, format_table, state_dict_sparsity, summarize
 
@@ -168,7 +168,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]]) -> None:
     parser = _Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "checkpoint",
@@ -195,42 +195,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="C,H,W (default: from the config's dataset, else the model's: resnet50 3,224,224)",
     )
     args = parser.parse_args(argv)
-    try:
-        if args.bench:
-            if args.threads is not None and args.threads < 1:
-                raise UserError(f"--threads must be at least 1, got {args.threads}")
-            if args.rounds < 1:
-                raise UserError(f"--rounds must be at least 1, got {args.rounds}")
-            shape = _int_list(args.input_shape, "--input-shape") if args.input_shape else None
-            if shape is not None and len(shape) != 3:
-                raise UserError(f"--input-shape must be C,H,W (three numbers), got '{args.input_shape}'")
-            if not Path(args.checkpoint).is_file():
-                raise UserError(f"checkpoint not found: '{args.checkpoint}' (check the path)")
-            out = run_bench(
-                args.checkpoint,
-                _int_list(args.batch, "--batch"),
-                args.threads,
-                args.rounds,
-                args.model,
-                args.num_classes,
-                shape,
-            )
-            if args.export:
-                out["export"] = export_checkpoint(args.checkpoint, args.export)
-            print(json.dumps(out, indent=2) if args.json else format_bench(out))
-        elif args.json:
-            out = checkpoint_sparsity(args.checkpoint)
-            if args.export:
-                out["export"] = export_checkpoint(args.checkpoint, args.export)
-            print(json.dumps(out, indent=2))
-        else:
-            print(format_table(checkpoint_layers(args.checkpoint)))
-            if args.export:
-                print(describe_export(export_checkpoint(args.checkpoint, args.export)))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    if args.bench:
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        if args.rounds < 1:
+            raise UserError(f"--rounds must be at least 1, got {args.rounds}")
+        shape = _int_list(args.input_shape, "--input-shape") if args.input_shape else None
+        if shape is not None and len(shape) != 3:
+            raise UserError(f"--input-shape must be C,H,W (three numbers), got '{args.input_shape}'")
+        if not Path(args.checkpoint).is_file():
+            raise UserError(f"checkpoint not found: '{args.checkpoint}' (check the path)")
+        out = run_bench(
+            args.checkpoint,
+            _int_list(args.batch, "--batch"),
+            args.threads,
+            args.rounds,
+            args.model,
+            args.num_classes,
+            shape,
+        )
+        if args.export:
+            out["export"] = export_checkpoint(args.checkpoint, args.export)
+        print(json.dumps(out, indent=2) if args.json else format_bench(out))
+    elif args.json:
+        out = checkpoint_sparsity(args.checkpoint)
+        if args.export:
+            out["export"] = export_checkpoint(args.checkpoint, args.export)
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_table(checkpoint_layers(args.checkpoint)))
+        if args.export:
+            print(describe_export(export_checkpoint(args.checkpoint, args.export)))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line; a UserError prints one line and returns 2."""
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

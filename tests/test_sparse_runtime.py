@@ -240,7 +240,7 @@ def test_no_zeros_chooses_dense_without_timing(monkeypatch):
     def fake_measure(fns, *args, **kwargs):  # would make every sparse candidate look 10x faster
         return {name: (1.0 if name == "dense" else 0.1) for name in fns}
 
-    monkeypatch.setattr("src.sparse_runtime.measure", fake_measure)
+    monkeypatch.setattr("src.sparse_runtime.model.measure", fake_measure)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
     sparsify_uniform(model[3], 0.9)  # the conv keeps all its weights
@@ -258,7 +258,7 @@ def test_dense_fallback_when_the_plan_is_slower_end_to_end(monkeypatch):
             return {"sparse": 2.0, "dense": 1.0}
         return {name: (1.0 if name == "dense" else 0.1) for name in fns}
 
-    monkeypatch.setattr("src.sparse_runtime.measure", fake_measure)
+    monkeypatch.setattr("src.sparse_runtime.model.measure", fake_measure)
     model, shape, _, _ = sparse_model("keras_cnn")
     rt = convert(model)
     x = torch.randn(1, *shape)
@@ -294,7 +294,7 @@ def fake_end_to_end(winner: str):
 @pytest.mark.parametrize("keep_original", [True, False])
 def test_all_dense_plan_runs_the_original_model(keep_original, monkeypatch):
     """A model that gains nothing plans all dense: PyTorch's own module runs it (no per-layer dispatch)."""
-    monkeypatch.setattr("src.sparse_runtime.measure", fake_end_to_end("dense"))
+    monkeypatch.setattr("src.sparse_runtime.model.measure", fake_end_to_end("dense"))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
     rt = convert(model, keep_original=keep_original)
@@ -312,7 +312,7 @@ def test_all_dense_plan_runs_the_original_model(keep_original, monkeypatch):
 
 def test_conversion_alone_can_beat_the_original(monkeypatch):
     """No zeros, but folded BatchNorm / fused ReLU / pooling measured faster end to end: the converted model runs."""
-    monkeypatch.setattr("src.sparse_runtime.measure", fake_end_to_end("sparse"))
+    monkeypatch.setattr("src.sparse_runtime.model.measure", fake_end_to_end("sparse"))
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2)).eval()
     rt = convert(model)
     x = torch.randn(1, 3, 10, 10)
@@ -435,7 +435,7 @@ def test_plan_cache_written_read_and_keyed(plan_file, monkeypatch):
     def no_timing(*args, **kwargs):
         raise AssertionError("timed although cached")
 
-    monkeypatch.setattr("src.sparse_runtime.measure", no_timing)
+    monkeypatch.setattr("src.sparse_runtime.model.measure", no_timing)
     rt2 = convert(model)
     s1, s2 = rt.planned[(tuple(x1.shape), torch.get_num_threads())], rt2.plan(x1)
     assert [r["choice"] for r in s2["layers"]] == [r["choice"] for r in s1["layers"]]

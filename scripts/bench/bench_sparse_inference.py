@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from src.errors import UserError  # noqa: E402
+from src.errors import cli_main  # noqa: E402
 from src.models.keras_cnn import KerasCNN  # noqa: E402
 from src.models.wrn import WideResNet  # noqa: E402
 from src.sparse_runtime import build_dense_model, convert, kernel  # noqa: E402
@@ -350,7 +350,7 @@ def render(results: List[Dict[str, Any]], command: str, note: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet50,wrn28_10,keras_cnn")
     parser.add_argument("--sparsities", default="0,80,90,95,98", help="percent zeros, comma-separated")
@@ -377,21 +377,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--note", default="", help="a paragraph to print under the introduction")
     args = parser.parse_args(argv)
     args.skip = {v.strip() for v in args.skip.split(",") if v.strip()}
-    try:
-        command = portable_command(sys.argv[1:] if argv is None else argv)
-        if args.from_json:
-            results = [json.loads(Path(p).read_text()) for p in args.from_json]
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                os.environ["GRDA_SPARSE_PLAN"] = args.plan_cache or str(Path(tmp) / "plan.json")
-                results = [run(args)]
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(render(results, command.strip(), args.note))
-        print(f"wrote {args.out}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    command = portable_command(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        results = [json.loads(Path(p).read_text()) for p in args.from_json]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["GRDA_SPARSE_PLAN"] = args.plan_cache or str(Path(tmp) / "plan.json")
+            results = [run(args)]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render(results, command.strip(), args.note))
+    print(f"wrote {args.out}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line; a UserError prints one line and returns 2."""
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":
