@@ -11,8 +11,9 @@ STEP ?= 5
 SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
+WRN_EPOCHS ?= 10
 
-.PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves cifar10-wrn-runs cifar10-wrn-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
 
 # what training needs: the grda package and the harness
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
@@ -74,15 +75,22 @@ imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_res
 cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
 	$(PY) scripts/figures/make_tables.py cifar
 
-cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 from the committed CSV -> results/figures/
+cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 and the first WRN epochs from the committed CSVs -> results/figures/
 	$(PY) scripts/figures/make_wrn_figure.py
-	$(PY) scripts/figures/make_vgg16_figure.py
+	$(PY) scripts/figures/make_band_figure.py --model vgg16
+	if [ -f results/cifar10_wrn28x10_curves.csv ]; then $(PY) scripts/figures/make_band_figure.py --model wrn28x10; fi
 
 cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume
 	$(PY) scripts/runs/cifar10_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP)
 
 cifar10-vgg16-curves: setup  ## results/cifar10_vgg16_curves.csv from the VGG16 runs in RUNS (every finished epoch)
 	$(PY) scripts/runs/cifar10_runs.py collect --setting vgg16 --runs-dir $(RUNS)
+
+cifar10-wrn-runs: setup  ## WRN-28-10 on CIFAR-10, SGD and gRDA mu 0.501: first WRN_EPOCHS of 200 epochs (a GPU job); rerun to resume
+	$(PY) scripts/runs/cifar10_runs.py run --setting wrn --epochs $(WRN_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step 1
+
+cifar10-wrn-curves: setup  ## results/cifar10_wrn28x10_curves.csv from the WRN-28-10 runs in RUNS (every finished epoch)
+	$(PY) scripts/runs/cifar10_runs.py collect --setting wrn --runs-dir $(RUNS)
 
 cifar10-runs: setup  ## the authors' Keras-CNN figure: 8 optimizers + 4 gRDA (weights start); rerun to resume (EPOCHS RUNS DATA PARALLEL STEP)
 	$(PY) scripts/runs/cifar10_runs.py run --setting all --epochs $(EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel $(PARALLEL) --step $(STEP)

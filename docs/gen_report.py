@@ -479,8 +479,8 @@ VGG_METRICS = (("train_loss", "train loss", 3), ("test_acc", "test acc %", 2), (
 
 
 def vgg16_curves(results: Path, key: str):
-    """Ours and the authors' per epoch, via scripts/figures/make_vgg16_figure.py; with its committed table's deltas."""
-    vgg = script("make_vgg16_figure")
+    """Ours and the authors' per epoch, via scripts/figures/make_band_figure.py; with its committed table's deltas."""
+    vgg = script("make_band_figure")
     ours, authors = vgg.load(results / "cifar10_vgg16_curves.csv", results / "authors_vgg16_curves.csv")
     both = vgg.compare(ours, authors)
     both["zeros_ok"] = both["sparsity_delta"].abs() <= tolerance(key, "sparsity per epoch")
@@ -538,7 +538,7 @@ def vgg16_figure(results: Path, exp: Experiment, ours, authors) -> Dict[str, byt
     figures = committed_figures(results, exp)
     if figures:
         return figures
-    vgg = script("make_vgg16_figure")
+    vgg = script("make_band_figure")
     with tempfile.TemporaryDirectory() as tmp:  # our CSV is newer than the committed figure: draw it for the site
         path = vgg.draw(ours, authors, Path(tmp))
         return {path.name: path.read_bytes()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -337,8 +338,10 @@ def test_vgg16_runs_span_the_authors_600_epochs():
     assert f"hydra.run.dir={Path('/r/cifar10_vgg16/vgg16/grda_mu0.7')}" in cmd
 
 
-def _fake_vgg16_run(runs_dir: Path, slug: str, optim: dict, rows: dict, digest: str) -> None:
-    run = runs_dir / "cifar10_vgg16" / "vgg16" / slug
+def _fake_vgg16_run(
+    runs_dir: Path, slug: str, optim: dict, rows: dict, digest: str, where="cifar10_vgg16/vgg16"
+) -> None:
+    run = runs_dir / where / slug
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "optim": optim}))
     (run / "summary.json").write_text(json.dumps({"initial_weights_sha256": digest}))
@@ -399,7 +402,7 @@ def test_vgg16_collect_and_comparison(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.run(
-        [sys.executable, "scripts/figures/make_vgg16_figure.py", "--ours", str(ours), "--out", str(out)],
+        [sys.executable, "scripts/figures/make_band_figure.py", "--ours", str(ours), "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -421,3 +424,58 @@ def test_vgg16_collect_and_comparison(tmp_path):
         0
     ] == pytest.approx(5.0)
     assert (out / "figures" / "vgg16_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_wrn_first_epochs_collect_and_comparison(tmp_path):
+    """The WRN-28-10 runs (setting wrn: SGD and gRDA mu 0.501, the 200-epoch schedule advanced in pieces) are
+    collected like VGG16's and compared with the authors' 10 runs; their SGD logs have no sparsity column, so ours
+    must be exactly 0 % zeros there."""
+    runs = _runs_script()
+    args = argparse.Namespace(setting="wrn", only=None, parallel=1, runs_dir=Path("/r"), data_root="data")
+    picked = runs.selected(args)
+    assert [r[2] for r in picked] == ["SGD", "gRDA mu=0.501"]
+    cmd = runs.command(args, "wrn", "grda_mu0.501", picked[1][3], 2)
+    assert "experiment=cifar10_wrn28x10" in cmd and "trainer.stop_after_epoch=2" in cmd and "optim.mu=0.501" in cmd
+
+    authors = pd.read_csv(ROOT / "results" / "authors_wrn_curves.csv")
+    authors = authors[(authors.dataset == "cifar10") & (authors.epoch <= 2)]
+    sgd, mu = authors[authors.optimizer == "sgd"], authors[(authors.mu == 0.501) & (authors.c == 0.001)]
+    common = dict(epoch=[1, 2], lr=0.1, train_acc=0.0, test_loss=0.0)
+    where = "cifar10_wrn28x10/wrn"
+    sgd_rows = dict(common, train_loss=sgd.train_loss_mean, test_acc=sgd.test_acc_mean, sparsity=[0.0, 0.3])
+    _fake_vgg16_run(tmp_path, "sgd", {"name": "sgd", "lr": 0.1}, sgd_rows, "b" * 64, where)
+    mu_rows = dict(common, train_loss=mu.train_loss_mean, test_acc=mu.test_acc_max + 1.0, sparsity=mu.sparsity_mean)
+    _fake_vgg16_run(
+        tmp_path, "grda_mu0.501", {"name": "grda", "lr": 0.1, "mu": 0.501, "c": 0.001}, mu_rows, "b" * 64, where
+    )
+    ours, out = tmp_path / "ours.csv", tmp_path / "out"
+    out.mkdir()
+    for cmd in (
+        [
+            "scripts/runs/cifar10_runs.py",
+            "collect",
+            "--setting",
+            "wrn",
+            "--runs-dir",
+            str(tmp_path),
+            "--out",
+            str(ours),
+        ],
+        ["scripts/figures/make_band_figure.py", "--model", "wrn28x10", "--ours", str(ours), "--out", str(out)],
+    ):
+        proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(ours).optimizer) == ["SGD", "SGD", "gRDA mu=0.501", "gRDA mu=0.501"]
+    text = (out / "cifar10_wrn28x10_table.md").read_text()
+    assert "# WRN-28-10 on CIFAR-10: ours beside the authors' logs" in text and "10 repeats" in text
+    assert (
+        "- SGD (epochs 1–2): % zeros at most 0.30 (not in their log: SGD makes none; outside ±1 at epochs [2]); "
+        "train loss and test accuracy inside the band at every table epoch reached." in text
+    )
+    assert (
+        "- gRDA mu=0.501 (epochs 1–2): % zeros max |Δ| 0.00 points (within ±1 at every epoch); train loss and test "
+        "accuracy outside the band: test acc at 1, 2." in text
+    )
+    assert "| SGD | 1 |" in text and "not logged" in text
+    assert (out / "figures" / "wrn28x10_cifar10_first_epochs.png").stat().st_size > 10_000

@@ -2,10 +2,10 @@
 """The authors' CIFAR-10 runs that fit a CPU (the Keras-CNN figure, VGG16) as harness runs: launch (and resume)
 them, then collect their curves.
 
-    python scripts/runs/cifar10_runs.py run [--setting figure|weights|seeds|vgg16|all] [--epochs 100]
+    python scripts/runs/cifar10_runs.py run [--setting figure|weights|seeds|vgg16|wrn|all] [--epochs 100]
                                                  [--parallel 2] [--step 5] [--runs-dir ~/grda-runs]
                                                  [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/runs/cifar10_runs.py collect [--setting keras|vgg16] [--runs-dir ~/grda-runs] [--out CSV]
+    python scripts/runs/cifar10_runs.py collect [--setting keras|vgg16|wrn] [--runs-dir ~/grda-runs] [--out CSV]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
@@ -22,14 +22,20 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
            (lr 0.1, batch 128, c 0.0005, seed 1: the same initial weights for all three). Their lr schedule spans
            600 epochs, so --epochs N trains the first N epochs of the 600-epoch run (trainer.stop_after_epoch);
            measured here: ~88 images/s with two threads (~10 min an epoch), the same as two runs at one thread each.
+  wrn      experiment=cifar10_wrn28x10, the paper's main CIFAR model as the authors ran it: SGD and gRDA mu 0.501
+           (lr 0.1, batch 128, c 0.001, seed 1), the first --epochs of the 200-epoch run (a GPU job: ~1.6 h an
+           epoch on two CPU threads).
 
-Each run lives in RUNS_DIR/cifar10_keras_cnn/SETTING/SLUG and resumes from its last finished epoch when the same
-command runs again; a larger --epochs continues a finished run (the lr schedule is constant). On two cores,
+Each run lives in RUNS_DIR/EXPERIMENT/SETTING/SLUG and resumes from its last finished epoch when the same
+command runs again; a larger --epochs continues a finished run (the Keras CNN's lr is constant; VGG16 and WRN keep
+their whole schedule). On two cores,
 `--parallel 2 --step 5` (two runs at a time, one thread each, every run advancing five epochs per turn; a freed
 lane takes the run furthest behind) keeps the curves at about the same length and wastes less to sharing: here two
 runs at a time took 190-220 s an epoch each, eight at once 17-45 minutes for an epoch of all eight (127-340 s per
-run-epoch). `collect` writes every finished epoch of every run found as optimizer,epoch,test_acc,nonzero_ratio
-(test_acc as a fraction).
+run-epoch). `collect` writes every finished epoch of every Keras-CNN run found as
+optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction); `collect --setting vgg16|wrn` the issue's columns
+(optimizer, mu, c, seed, epoch, lr, losses, accuracies in %, % zeros, the initial weights' sha256) to
+results/<preset>_curves.csv, which scripts/figures/make_band_figure.py puts over the authors' band.
 """
 
 from __future__ import annotations
@@ -49,10 +55,10 @@ from src.launch import launch as launch_run  # noqa: E402
 
 EXPERIMENT = "cifar10_keras_cnn"
 # The experiment of each setting; the Keras CNN's unless named here.
-EXPERIMENTS = {"vgg16": "cifar10_vgg16"}
+EXPERIMENTS = {"vgg16": "cifar10_vgg16", "wrn": "cifar10_wrn28x10"}
 # Settings whose lr schedule spans the preset's whole run (VGG16: the WRN schedule over 600 epochs): their runs keep
 # trainer.epochs and advance with trainer.stop_after_epoch, so epoch 20 of ours is epoch 20 of the authors' run.
-FULL_LENGTH = {"vgg16"}
+FULL_LENGTH = {"vgg16", "wrn"}
 UNIFORM = ["optim.accumulator_init=uniform"]  # the preset's default for gRDA; explicit so the commands say it
 WEIGHTS = ["optim.accumulator_init=weights"]
 
@@ -80,6 +86,10 @@ RUNS = [
     ("vgg16", "sgd", "SGD", ["optim=sgd"]),
     ("vgg16", "grda_mu0.51", "gRDA mu=0.51", ["optim=grda", "optim.mu=0.51"]),
     ("vgg16", "grda_mu0.7", "gRDA mu=0.7", ["optim=grda", "optim.mu=0.7"]),
+    # WRN-28-10 (experiment=cifar10_wrn28x10: lr 0.1, batch 128, c 0.001, seed 1 for both, as the authors' gRDA runs
+    # started from their SGD run's initial checkpoint). mu 0.501: the paper's table.
+    ("wrn", "sgd", "SGD", ["optim=sgd"]),
+    ("wrn", "grda_mu0.501", "gRDA mu=0.501", ["optim=grda", "optim.mu=0.501"]),
 ]
 COLUMNS = ["optimizer", "epoch", "test_acc", "nonzero_ratio"]
 
@@ -183,7 +193,7 @@ def launch(args) -> int:
     return 1 if failed else 0
 
 
-VGG16_COLUMNS = [
+CURVES_COLUMNS = [
     "optimizer",
     "mu",
     "c",
@@ -199,14 +209,14 @@ VGG16_COLUMNS = [
 ]
 
 
-def collect_vgg16(args) -> int:
-    """Every finished epoch of the VGG16 runs: test_acc and sparsity (exact zeros over all parameters) in %,
+def collect_full_length(args) -> int:
+    """Every finished epoch of the VGG16 or WRN runs: test_acc and sparsity (exact zeros over all parameters) in %,
     train_loss the epoch's mean training loss (train mode, as the authors log it), and the sha256 of each run's
     initial weights (equal digests: the runs started from the same weights)."""
     frames = []
     for setting, slug, label, _ in RUNS:
         out = run_dir(args.runs_dir, setting, slug)
-        if setting != "vgg16" or not (out / "metrics.csv").is_file():
+        if setting != args.setting or not (out / "metrics.csv").is_file():
             continue
         cfg, summary, df = read_config(out), read_summary(out), read_metrics(out)
         grda = cfg.optim.name == "grda"
@@ -219,14 +229,14 @@ def collect_vgg16(args) -> int:
                 initial_weights_sha256=summary.get("initial_weights_sha256"),
             )
         )
+    preset = experiment(args.setting)
     if not frames:
         sys.exit(
-            f"error: no VGG16 runs under '{args.runs_dir / EXPERIMENTS['vgg16']}'; start them with: "
-            f"{Path(__file__).name} run --setting vgg16"
+            f"error: no {args.setting} runs under '{args.runs_dir / preset}'; start them with: "
+            f"{Path(__file__).name} run --setting {args.setting}"
         )
-    return write_curves(
-        pd.concat(frames, ignore_index=True), args.out or ROOT / "results" / "cifar10_vgg16_curves.csv", VGG16_COLUMNS
-    )
+    out = args.out or ROOT / "results" / f"{preset}_curves.csv"
+    return write_curves(pd.concat(frames, ignore_index=True), out, CURVES_COLUMNS)
 
 
 def write_curves(curves: pd.DataFrame, out: Path, columns) -> int:
@@ -238,8 +248,8 @@ def write_curves(curves: pd.DataFrame, out: Path, columns) -> int:
 
 
 def collect(args) -> int:
-    if args.setting == "vgg16":
-        return collect_vgg16(args)
+    if args.setting in FULL_LENGTH:
+        return collect_full_length(args)
     frames = []
     for setting, slug, label, _ in RUNS:
         if experiment(setting) != EXPERIMENT:
@@ -268,7 +278,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
     run_p = sub.add_parser("run", help="launch or resume the runs")
-    run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "vgg16", "all"), default="figure")
+    run_p.add_argument("--setting", choices=("figure", "weights", "seeds", "vgg16", "wrn", "all"), default="figure")
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
     run_p.add_argument(
@@ -285,15 +295,15 @@ def main() -> int:
     col_p = sub.add_parser("collect", help="write the per-epoch curves of every run found")
     col_p.add_argument(
         "--setting",
-        choices=("keras", "vgg16"),
+        choices=("keras", "vgg16", "wrn"),
         default="keras",
-        help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16: the VGG16 runs",
+        help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16, wrn: the VGG16 or WRN-28-10 runs",
     )
     col_p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="default: results/cifar10_keras_cnn_curves.csv (keras), results/cifar10_vgg16_curves.csv (vgg16)",
+        help="default: results/cifar10_keras_cnn_curves.csv (keras), results/<preset>_curves.csv (vgg16, wrn)",
     )
     for p in (run_p, col_p):
         p.add_argument("--runs-dir", type=lambda s: Path(s).expanduser().absolute(), default=Path.home() / "grda-runs")
