@@ -56,6 +56,7 @@ class Experiment:
     kind: str  # "table" (final numbers), "vgg16" (curves + final numbers) or "keras" (the figure's curves)
     table: str = ""  # results/<table>: ours beside the paper's final numbers (make imagenet-table / cifar-table)
     figures: tuple = ()  # results/figures/<name>: our curves over theirs (make cifar-figure / cifar10-figure)
+    study: str = ""  # scripts/figures/make_band_figure.py's STUDIES: our first epochs over the authors' band
 
 
 EXPERIMENTS = (
@@ -75,9 +76,16 @@ EXPERIMENTS = (
         "table",
         "cifar_table.csv",
         ("wrn_curves_cifar10.png",),
+        "wrn28x10",
     ),
     Experiment(
-        "cifar10_vgg16", "vgg16-cifar10", "VGG16 on CIFAR-10", "vgg16", "cifar_table.csv", ("vgg16_curves.png",)
+        "cifar10_vgg16",
+        "vgg16-cifar10",
+        "VGG16 on CIFAR-10",
+        "vgg16",
+        "cifar_table.csv",
+        ("vgg16_curves.png",),
+        "vgg16",
     ),
     Experiment(
         "cifar10_keras_cnn",
@@ -159,9 +167,12 @@ def target_epochs(key: str, metric: str) -> List[int]:
     return [int(e) for e in targets(key).loc[metric, "epochs"].split()]
 
 
-def targets_text(key: str) -> List[str]:
+def targets_text(key: str, final: Optional[bool] = None) -> List[str]:
+    """The targets of ``key``: all, or only those at the authors' last epoch (final) or only the others (not final)."""
     lines = ["Targets (`docs/report_targets.csv`):", ""]
     for metric, row in targets(key).iterrows():
+        if final is not None and (row["epochs"] == "final") != final:
+            continue
         tol = "inside the authors' min–max band" if row["tolerance"] == "band" else f"within ±{row['tolerance']}"
         where = {
             "final": "at the authors' last epoch",
@@ -316,7 +327,29 @@ def figure_lines(figures: Dict[str, bytes], caption: str) -> List[str]:
 # ---------------------------------------------------------------- pages of the "table" experiments
 
 
+def table_curves_intro(figures: Dict[str, bytes], drawn: bool, first_epochs: bool) -> List[str]:
+    if drawn:
+        return [
+            f"No {'finished run of ours yet (our first epochs are above)' if first_epochs else 'run of ours yet'}: "
+            "the authors' curves alone, their mean dashed and the band between their best "
+            "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/figures/make_wrn_figure.py`).",
+            "",
+        ]
+    if figures:
+        return [
+            "Solid: ours; dashed: the authors' mean, with the band between their best and worst run "
+            "(`make cifar-figure`, from `results/authors_wrn_curves.csv` and our runs).",
+            "",
+        ]
+    return [
+        "The authors' per-epoch logs of this experiment are not in their repository, and no run of ours "
+        "has finished: no curves to show.",
+        "",
+    ]
+
+
 def table_page(results: Path, exp: Experiment) -> Page:
+    """The paper's final numbers decide the status; our first epochs (WRN-28-10 on CIFAR-10) can only hold it back."""
     table = final_table(results, exp)
     status = final_status(exp, table)
     figures, drawn = committed_figures(results, exp), False
@@ -333,42 +366,30 @@ def table_page(results: Path, exp: Experiment) -> Page:
         f"At the authors' last epoch. {ours}",
         "",
         *final_rows(table),
-        *targets_text(exp.key),
+        *targets_text(exp.key, final=True),
         *readme_headline(results, exp.key),
-        "## Curves",
-        "",
-    ]
-    if drawn:
-        body += [
-            "No run of ours yet: the authors' curves alone, their mean dashed and the band between their best "
-            "and worst run (`results/authors_wrn_curves.csv`, drawn by `scripts/figures/make_wrn_figure.py`).",
-            "",
-        ]
-    elif figures:
-        body += [
-            "Solid: ours; dashed: the authors' mean, with the band between their best and worst run "
-            "(`make cifar-figure`, from `results/authors_wrn_curves.csv` and our runs).",
-            "",
-        ]
-    else:
-        body += [
-            "The authors' per-epoch logs of this experiment are not in their repository, and no run of ours "
-            "has finished: no curves to show.",
-            "",
-        ]
-    body += [
-        *figure_lines(figures, f"{exp.title}: test accuracy and zeros per epoch"),
-        "## Run it",
-        "",
-        *launch_rows(table),
-        *sources(results, exp.key),
     ]
     summary = {
         NOT_RUN: "none of the paper's settings has a finished run yet",
         PARTIAL: "some settings run",
         REPRODUCED: "every setting run, within the targets",
     }[status]
-    return Page(exp, status, summary, body, figures)
+    band = first_epochs(results, exp, table)
+    if band is not None:
+        body += band.lines
+        summary += f"; first epochs 1–{band.reached}: {band_verdict(band)}"
+        status = PARTIAL if status == REPRODUCED and not band.ok else status
+    body += [
+        "## Curves",
+        "",
+        *table_curves_intro(figures, drawn, band is not None),
+        *figure_lines(figures, f"{exp.title}: test accuracy and zeros per epoch"),
+        "## Run it",
+        "",
+        *launch_rows(table),
+        *sources(results, exp.key),
+    ]
+    return Page(exp, status, summary, body, {**figures, **(band.figures if band else {})})
 
 
 # ---------------------------------------------------------------- the Keras CNN figure (curves, 8 optimizers)
@@ -473,31 +494,54 @@ def keras_page(results: Path, exp: Experiment) -> Page:
     return Page(exp, status, summary, body, committed_figures(results, exp))
 
 
-# ---------------------------------------------------------------- VGG16 (curves of the first epochs + final numbers)
+# ---------------------------------------------------------------- our first epochs over the authors' band (VGG16, WRN)
 
-VGG_METRICS = (("train_loss", "train loss", 3), ("test_acc", "test acc %", 2), ("sparsity", "zeros %", 2))
+BAND_METRICS = (("train_loss", "train loss", 3), ("test_acc", "test acc %", 2), ("sparsity", "zeros %", 2))
 
 
-def vgg16_curves(results: Path, key: str):
+@dataclass
+class Band:
+    """The section of a page that puts our first epochs over the authors' band (scripts/figures/make_band_figure.py)."""
+
+    lines: List[str]
+    figures: Dict[str, bytes]
+    ok: bool  # every run within the targets at every epoch reached
+    reached: str  # the last epoch of ours, as text
+
+
+def band_study(exp: Experiment):
+    """The study of make_band_figure.STUDIES that ``exp`` follows epoch by epoch."""
+    return script("make_band_figure").STUDIES[exp.study]
+
+
+def band_curves(results: Path, key: str, study):
     """Ours and the authors' per epoch, via scripts/figures/make_band_figure.py; with its committed table's deltas."""
-    vgg = script("make_band_figure")
-    ours, authors = vgg.load(results / "cifar10_vgg16_curves.csv", results / "authors_vgg16_curves.csv")
-    both = vgg.compare(ours, authors)
-    both["zeros_ok"] = both["sparsity_delta"].abs() <= tolerance(key, "sparsity per epoch")
-    at_table = both["epoch"].isin(vgg.TABLE_EPOCHS)
+    band = script("make_band_figure")
+    ours, authors = band.load(results / study.ours_csv, results / study.authors_csv, study)
+    both = band.compare(ours, authors)
+    # The authors' WRN SGD logs have no sparsity: SGD makes no exact zeros, so ours must have none (as compare() says).
+    unlogged = both["sparsity_mean"].isna() & (both["optimizer"] == "SGD") & (both["sparsity"] == 0)
+    both["zeros_ok"] = (both["sparsity_delta"].abs() <= tolerance(key, "sparsity per epoch")) | unlogged
+    at_table = both["epoch"].isin(study.table_epochs)
     both["band_ok"] = ~at_table | (both["train_loss_in_band"] & both["test_acc_in_band"])
-    committed = results / "cifar10_vgg16_table.csv"
-    shown = both[at_table].drop(columns=[f"{m}_delta" for m, _, _ in VGG_METRICS])
+    committed = results / f"{study.preset}_table.csv"
+    shown = both[at_table].drop(columns=[f"{m}_delta" for m, _, _ in BAND_METRICS])
     if committed.is_file():  # the deltas as `make cifar-figure` wrote them
-        deltas = pd.read_csv(committed)[["optimizer", "epoch", *(f"{m}_delta" for m, _, _ in VGG_METRICS)]]
+        deltas = pd.read_csv(committed)[["optimizer", "epoch", *(f"{m}_delta" for m, _, _ in BAND_METRICS)]]
         shown = shown.merge(deltas, on=["optimizer", "epoch"], how="left")
     return ours, authors, both, shown
 
 
-def vgg16_table(shown: pd.DataFrame) -> List[str]:
+def band_theirs(r: pd.Series, m: str, digits: int) -> str:
+    if pd.isna(r[f"{m}_mean"]):  # not in their log (the authors' WRN SGD runs: no sparsity)
+        return "not logged"
+    return f"{fmt(r[f'{m}_mean'], digits)} [{fmt(r[f'{m}_min'], digits)}, {fmt(r[f'{m}_max'], digits)}]"
+
+
+def band_table(shown: pd.DataFrame) -> List[str]:
     """One tab per run: the table's epochs, ours beside the authors' mean and band."""
     header, align = ["epoch"], "r"
-    for _, label, _ in VGG_METRICS:
+    for _, label, _ in BAND_METRICS:
         header += [f"{label} ours", "theirs: mean [min, max]", "Δ"]
         align += "rrr"
     tables = {}
@@ -505,18 +549,14 @@ def vgg16_table(shown: pd.DataFrame) -> List[str]:
         rows = []
         for _, r in group.iterrows():
             cells = [fmt_g(r["epoch"])]
-            for m, _, d in VGG_METRICS:
-                cells += [
-                    fmt(r[m], d),
-                    f"{fmt(r[f'{m}_mean'], d)} [{fmt(r[f'{m}_min'], d)}, {fmt(r[f'{m}_max'], d)}]",
-                    fmt(r.get(f"{m}_delta"), d, True),
-                ]
+            for m, _, d in BAND_METRICS:
+                cells += [fmt(r[m], d), band_theirs(r, m, d), fmt(r.get(f"{m}_delta"), d, True)]
             rows.append(cells + ["✓" if r["zeros_ok"] and r["band_ok"] else "✗"])
         tables[name] = md_table(header + ["targets"], rows, align + "l")
     return tabbed(tables)
 
 
-def vgg16_verdicts(both: pd.DataFrame, last_epoch: int) -> List[str]:
+def band_verdicts(both: pd.DataFrame, last_epoch: int) -> List[str]:
     lines = []
     for name, run in both.groupby("optimizer", sort=False):
         zeros_out = run.loc[~run["zeros_ok"], "epoch"]
@@ -534,14 +574,63 @@ def vgg16_verdicts(both: pd.DataFrame, last_epoch: int) -> List[str]:
     return lines + [""]
 
 
-def vgg16_figure(results: Path, exp: Experiment, ours, authors) -> Dict[str, bytes]:
-    figures = committed_figures(results, exp)
-    if figures:
-        return figures
-    vgg = script("make_band_figure")
+def band_figure(results: Path, study, ours, authors) -> Dict[str, bytes]:
+    """The committed figure of `make cifar-figure`, or the same drawn for the site where none is committed."""
+    committed = results / "figures" / study.figure
+    if committed.is_file():
+        return {committed.name: committed.read_bytes()}
+    band = script("make_band_figure")
     with tempfile.TemporaryDirectory() as tmp:  # our CSV is newer than the committed figure: draw it for the site
-        path = vgg.draw(ours, authors, Path(tmp))
+        path = band.draw(ours, authors, Path(tmp), study)
         return {path.name: path.read_bytes()}
+
+
+def band_section(results: Path, exp: Experiment, last_epoch: int, level: str = "##") -> Band:
+    """Where our runs stand, the figure and the per-epoch table, under headings of ``level``."""
+    study = band_study(exp)
+    ours, authors, both, shown = band_curves(results, exp.key, study)
+    figures = band_figure(results, study, ours, authors)
+    lines = [
+        f"{level} Where it stands",
+        "",
+        *band_verdicts(both, last_epoch),
+        f"{level} Curves",
+        "",
+        f"Ours solid, the authors' mean dashed, the band between their best and worst of {study.repeats} runs shaded.",
+        "",
+        *figure_lines(figures, f"{study.title}: ours over the authors' {study.repeats} runs"),
+        f"{level} Ours vs theirs, epoch by epoch",
+        "",
+        f"Δ = ours − their mean, from `results/{study.preset}_table.csv` (`make cifar-figure`).",
+        "",
+        *band_table(shown),
+    ]
+    ok = bool((both["zeros_ok"] & both["band_ok"]).all())
+    return Band(lines, figures, ok, fmt_g(ours["epoch"].max()))
+
+
+def band_verdict(band: Band) -> str:
+    return "within the targets so far" if band.ok else "outside the targets at some epochs"
+
+
+def first_epochs(results: Path, exp: Experiment, final: pd.DataFrame) -> Optional[Band]:
+    """Our first epochs over the authors' band on a page whose status the final numbers decide (None: no CSV yet)."""
+    if not exp.study or not (results / band_study(exp).ours_csv).is_file():
+        return None
+    study, last_epoch = band_study(exp), int(final["paper epoch"].max())
+    band = band_section(results, exp, last_epoch, "###")
+    intro = [
+        "## Our first epochs",
+        "",
+        f"Our runs on the authors' {last_epoch}-epoch schedule, from their first epoch (`make "
+        f"cifar10-{study.setting}-runs`, resumable; then `make cifar10-{study.setting}-curves cifar-figure` writes "
+        f"`results/{study.ours_csv}`), beside the authors' {study.repeats} runs of each. The status above follows "
+        "the final numbers only: these epochs tell whether our runs start as theirs did, and a miss here keeps the "
+        "page from reproduced.",
+        "",
+        *targets_text(exp.key, final=False),
+    ]
+    return Band(intro + band.lines, band.figures, band.ok, band.reached)
 
 
 def vgg16_page(results: Path, exp: Experiment) -> Page:
@@ -558,32 +647,13 @@ def vgg16_page(results: Path, exp: Experiment) -> Page:
         *launch_rows(final),
         *sources(results, exp.key),
     ]
-    if not (results / "cifar10_vgg16_curves.csv").is_file():
-        return Page(exp, NOT_RUN, "no run yet (`results/cifar10_vgg16_curves.csv` is not there)", head + runs)
-    ours, authors, both, shown = vgg16_curves(results, exp.key)
-    figures = vgg16_figure(results, exp, ours, authors)
-    curves_ok = bool((both["zeros_ok"] & both["band_ok"]).all())
-    status = REPRODUCED if curves_ok and final_status(exp, final) == REPRODUCED else PARTIAL
-    body = [
-        "## Where it stands",
-        "",
-        *vgg16_verdicts(both, last_epoch),
-        "## Curves",
-        "",
-        "Ours solid, the authors' mean dashed, the band between their best and worst of 9 runs shaded.",
-        "",
-        *figure_lines(figures, "VGG16 on CIFAR-10: ours over the authors' 9 runs"),
-        "## Ours vs theirs, epoch by epoch",
-        "",
-        "Δ = ours − their mean, from `results/cifar10_vgg16_table.csv` (`make cifar-figure`).",
-        "",
-        *vgg16_table(shown),
-    ]
-    reached = fmt_g(ours["epoch"].max())
-    summary = f"epochs 1–{reached} of {last_epoch}; " + (
-        "within the targets so far" if curves_ok else "outside the targets at some epochs"
-    )
-    return Page(exp, status, summary, body + head + runs, figures)
+    curves = band_study(exp).ours_csv
+    if not (results / curves).is_file():
+        return Page(exp, NOT_RUN, f"no run yet (`results/{curves}` is not there)", head + runs)
+    band = band_section(results, exp, last_epoch)
+    status = REPRODUCED if band.ok and final_status(exp, final) == REPRODUCED else PARTIAL
+    summary = f"epochs 1–{band.reached} of {last_epoch}; {band_verdict(band)}"
+    return Page(exp, status, summary, band.lines + head + runs, band.figures)
 
 
 # ---------------------------------------------------------------- the pages

@@ -3,8 +3,8 @@
 - `mkdocs build --strict` passes (no warning: every link, anchor and API object resolves), and the API reference
   comes from the grda docstrings.
 - The reproduction report is generated from results/*.csv: every number on its pages is one a CSV holds (rounded),
-  and its statuses follow the targets in docs/report_targets.csv, with results/cifar10_vgg16_curves.csv absent or
-  present.
+  and its statuses follow the targets in docs/report_targets.csv, with our first epochs
+  (results/cifar10_vgg16_curves.csv, results/cifar10_wrn28x10_curves.csv) absent or present.
 - Every page, served on 127.0.0.1, loads in headless Chromium (Debian's ``chromium``; tests/browser.py drives it
   over the DevTools protocol) with no console error and no failed request, every image loaded and every internal
   link resolving, anchors included. Screenshots of the home page and the report are kept in
@@ -177,15 +177,21 @@ def test_the_number_check_sees_a_stray_number():
     assert not held_by_a_csv("0.98765", results) and not held_by_a_csv("123457", results)
 
 
+FIRST_EPOCHS = (  # our first epochs of VGG16 and WRN-28-10 (make_band_figure.py): CSVs, tables and figures
+    "*vgg16_table*",
+    "cifar10_vgg16_curves.csv",
+    "vgg16_curves.png",
+    "*wrn28x10_table*",
+    "cifar10_wrn28x10_curves.csv",
+    "wrn28x10_cifar10_first_epochs.png",
+)
+
+
 @pytest.fixture
 def results_copy(tmp_path) -> Path:
-    """results/ without our VGG16 CSVs and figure, to add them in a test."""
+    """results/ without our VGG16 and WRN-28-10 first-epoch CSVs, tables and figures, to add them in a test."""
     out = tmp_path / "results"
-    shutil.copytree(
-        ROOT / "results",
-        out,
-        ignore=shutil.ignore_patterns("*vgg16_table*", "cifar10_vgg16_curves.csv", "vgg16_curves.png", "bench", "*.md"),
-    )
+    shutil.copytree(ROOT / "results", out, ignore=shutil.ignore_patterns(*FIRST_EPOCHS, "bench", "*.md"))
     return out
 
 
@@ -201,23 +207,27 @@ def test_report_without_our_vgg16_runs(results_copy):
     assert "90.82" in page, "the authors' final numbers are shown"
 
 
-def fake_vgg16_curves(results: Path, epochs: int, off_by: float = 0.0) -> None:
-    """Our VGG16 CSV as `scripts/runs/cifar10_runs.py collect --setting vgg16` writes it: the authors' means."""
-    authors = pd.read_csv(results / "authors_vgg16_curves.csv")
+def fake_curves(results: Path, model: str, mus: tuple, epochs: int, off_by: float = 0.0) -> None:
+    """Our CSV as `scripts/runs/cifar10_runs.py collect --setting vgg16|wrn` writes it: the authors' means of the runs
+    SGD and gRDA ``mus`` (the study's c), % zeros ``off_by`` points off (0 where their log has none: their WRN SGD)."""
+    band = gen_report.script("make_band_figure")
+    study = band.STUDIES[model]
+    authors = pd.read_csv(results / study.authors_csv)
+    authors = authors[(authors["dataset"] == "cifar10") & (authors["model"] == study.model)]
     rows = []
-    for label, optimizer, mu in (("SGD", "sgd", None), ("gRDA mu=0.51", "grda", 0.51), ("gRDA mu=0.7", "grda", 0.7)):
+    for mu in (None, *mus):
         theirs = authors[
-            (authors["optimizer"] == optimizer)
+            (authors["optimizer"] == ("grda" if mu else "sgd"))
             & ((authors["mu"] == mu) if mu else authors["mu"].isna())
-            & (authors["c"].fillna(0.0005) == 0.0005)
+            & (authors["c"].fillna(study.c) == study.c)
             & (authors["epoch"] <= epochs)
         ]
         for _, a in theirs.iterrows():
             rows.append(
                 {
-                    "optimizer": label,
+                    "optimizer": band.label("grda" if mu else "sgd", mu),
                     "mu": mu,
-                    "c": 0.0005 if mu else 0.0,
+                    "c": study.c if mu else 0.0,
                     "seed": 1,
                     "epoch": a["epoch"],
                     "lr": 0.1,
@@ -225,27 +235,28 @@ def fake_vgg16_curves(results: Path, epochs: int, off_by: float = 0.0) -> None:
                     "train_acc": 50.0,
                     "test_loss": 1.0,
                     "test_acc": a["test_acc_mean"],
-                    "sparsity": a["sparsity_mean"] + off_by,
+                    "sparsity": (0.0 if pd.isna(a["sparsity_mean"]) else a["sparsity_mean"]) + off_by,
                     "initial_weights_sha256": "ab" * 32,
                 }
             )
-    pd.DataFrame(rows).to_csv(results / "cifar10_vgg16_curves.csv", index=False)
+    pd.DataFrame(rows).to_csv(results / study.ours_csv, index=False)
 
 
 def test_report_with_our_vgg16_runs(results_copy):
-    fake_vgg16_curves(results_copy, epochs=3)
+    fake_curves(results_copy, "vgg16", (0.51, 0.7), epochs=3)
     files = gen_report.build(results_copy)
     page = files["report/vgg16-cifar10.md"].decode()
     assert "partial" in status_line(page) and "epochs 1–3 of 600" in status_line(page)
     assert "within the targets so far" in status_line(page)
     assert "report/figures/vgg16_curves.png" in files, "drawn for the site where no committed figure is"
     assert '=== "gRDA mu=0.7"' in page and "    | 3 | " in page
-    fake_vgg16_curves(results_copy, epochs=3, off_by=2.5)  # % zeros 2.5 points off: outside the target
+    fake_curves(results_copy, "vgg16", (0.51, 0.7), epochs=3, off_by=2.5)  # % zeros 2.5 points off: outside
     page = gen_report.build(results_copy)["report/vgg16-cifar10.md"].decode()
     assert "outside the targets" in status_line(page) and "% zeros outside the target at epochs 1, 2, 3" in page
 
 
-def test_report_status_follows_the_targets(results_copy):
+def done_wrn_table(results: Path, top1_off: float = 0.2) -> None:
+    """results/cifar_table.csv with every WRN-28-10 CIFAR-10 setting run to epoch 200, top-1 ``top1_off`` off."""
     table = gen_report.comparison_table(["cifar10_wrn28x10"], gen_report.NO_RUNS)
     done = table.assign(
         status="done",
@@ -258,10 +269,58 @@ def test_report_status_follows_the_targets(results_copy):
             "Δ sparsity": -0.5,
         },
     )
-    done.to_csv(results_copy / "cifar_table.csv", index=False)
+    done.loc[0, "Δ top-1"] = top1_off
+    done.to_csv(results / "cifar_table.csv", index=False)
+
+
+def test_report_with_our_wrn_first_epochs(results_copy):
+    assert "first epochs" not in report_pages(results_copy)["report/wrn28x10-cifar10.md"]
+    fake_curves(results_copy, "wrn28x10", (0.501,), epochs=2)
+    files = gen_report.build(results_copy)
+    page = files["report/wrn28x10-cifar10.md"].decode()
+    status = status_line(page)
+    assert "not run here" in status, "the status follows the final numbers (200 epochs), not the first epochs"
+    assert "none of the paper's settings has a finished run yet; first epochs 1–2: within the targets so far" in status
+    assert "finished run yet; first epochs 1–2: within the targets so far |" in files["report/index.md"].decode()
+    assert (
+        "## Our first epochs" in page and "### Where it stands" in page and "### Ours vs theirs, epoch by epoch" in page
+    )
+    assert "- **SGD**: epochs 1–2 of 200; % zeros within the target at every epoch" in page
+    assert '=== "gRDA mu=0.501"' in page and "    | 2 | " in page and "not logged" in page
+    assert "- sparsity per epoch: within ±1 at every epoch" in page
+    assert "report/figures/wrn28x10_cifar10_first_epochs.png" in files, "drawn for the site where none is committed"
+    assert "report/figures/wrn_curves_cifar10.png" in files, "the authors' 200 epochs still shown"
+    assert not [t for t in numbers_in(page) if not held_by_a_csv(t, results_copy)]
+    (results_copy / "figures" / "wrn28x10_cifar10_first_epochs.png").write_bytes(b"committed")
+    pd.DataFrame(
+        {
+            "optimizer": ["SGD"],
+            "epoch": [1],
+            "train_loss_delta": [0.0123],
+            "test_acc_delta": [-1.5],
+            "sparsity_delta": [None],
+        }
+    ).to_csv(results_copy / "cifar10_wrn28x10_table.csv", index=False)
+    files = gen_report.build(results_copy)
+    assert files["report/figures/wrn28x10_cifar10_first_epochs.png"] == b"committed"
+    assert "| 1 | 1.433 | 1.433 [1.427, 1.441] | +0.012 |" in files["report/wrn28x10-cifar10.md"].decode()
+    done_wrn_table(results_copy)  # the 200 epochs within the targets: reproduced while the first epochs are
+    page = report_pages(results_copy)["report/wrn28x10-cifar10.md"]
+    assert "reproduced" in status_line(page) and "first epochs 1–2: within the targets so far" in status_line(page)
+    fake_curves(results_copy, "wrn28x10", (0.501,), epochs=2, off_by=2.5)  # gRDA 2.5 points off, SGD with zeros
+    pages = report_pages(results_copy)
+    page = pages["report/wrn28x10-cifar10.md"]
+    assert "partial" in status_line(page), "a miss in the first epochs keeps the page from reproduced"
+    assert "first epochs 1–2: outside the targets at some epochs" in status_line(page)
+    assert "first epochs 1–2: outside the targets at some epochs" in pages["report/index.md"]
+    for run in ("SGD", "gRDA mu=0.501"):
+        assert f"- **{run}**: epochs 1–2 of 200; % zeros outside the target at epochs 1, 2" in page
+
+
+def test_report_status_follows_the_targets(results_copy):
+    done_wrn_table(results_copy)
     assert "reproduced" in status_line(report_pages(results_copy)["report/wrn28x10-cifar10.md"])
-    done.loc[0, "Δ top-1"] = -0.7  # outside ±0.5
-    done.to_csv(results_copy / "cifar_table.csv", index=False)
+    done_wrn_table(results_copy, top1_off=-0.7)  # outside ±0.5
     page = report_pages(results_copy)["report/wrn28x10-cifar10.md"]
     assert "partial" in status_line(page)
     assert "Every setting of this experiment has a finished run." in page
