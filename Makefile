@@ -106,8 +106,9 @@ authors-curves: setup  ## results/authors_keras_cnn_curves.csv: the authors' two
 
 REPO ?= $(GRDA_AUTHORS_REPO)
 .PHONY: authors-logs
-authors-logs: setup  ## results/authors_{wrn,vgg16}_curves.{csv,md} from the authors' logs in REPO, a clone of their repo
+authors-logs: setup  ## results/authors_{wrn,vgg16}_curves.*, authors_early_repeats.csv, authors_band_strictness.* from the authors' logs in REPO
 	$(PY) scripts/authors/authors_wrn_curves.py $(if $(REPO),--repo $(REPO))
+	$(PY) scripts/authors/band_strictness.py $(if $(REPO),--repo $(REPO))
 
 cifar10-figure: setup  ## ours vs the authors' curves (committed CSVs only) -> results/figures/cifar10_keras_cnn_*.png, results/cifar10_keras_cnn_table.md
 	$(PY) scripts/figures/make_cifar10_figure.py

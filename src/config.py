@@ -184,7 +184,15 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     experiment: str = "default"
-    seed: int = 0
+    seed: int = 0  # the initial weights, and by default everything drawn after them
+    # The data order, augmentation and dropout alone, from the same initial weights (None: from `seed`); the
+    # authors' repeats shared one initialisation and differed in these draws.
+    data_seed: Optional[int] = None
+
+
+def data_seed(cfg) -> int:
+    """The seed of the data order, augmentation and dropout: ``data_seed``, else ``seed``."""
+    return cfg.seed if cfg.get("data_seed") is None else cfg.data_seed
 
 
 def run_name(override_dirname: str) -> str:

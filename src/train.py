@@ -44,6 +44,7 @@ from src.checkpoint import (
     weights_fingerprint,
     write_text_atomic,
 )
+from src.config import data_seed
 from src.data import build_datasets
 from src.data.loaders import build_loaders, set_loader_epoch
 from src.distributed import Dist, choose_device, init_distributed, is_peer_failure, max_rank_difference
@@ -105,7 +106,7 @@ def seed_everything(seed: int) -> None:
 def epoch_seed(cfg: DictConfig, epoch: int, rank: int) -> int:
     """Seed of one epoch on one rank: data order, augmentation and dropout depend on nothing else,
     so a resumed run draws exactly what an uninterrupted one would have."""
-    return (cfg.seed * 1_000_003 + epoch * 1009 + rank) % 2**63
+    return (data_seed(cfg) * 1_000_003 + epoch * 1009 + rank) % 2**63
 
 
 # ----------------------------------------------------------------------------- model

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
+from src.config import data_seed
 from src.data.common import InMemoryImageDataset
 from src.distributed import Dist
 
@@ -32,7 +33,7 @@ def build_loaders(cfg: DictConfig, bundle, world: Dist, device):
         persistent_workers=cfg.trainer.persistent_workers and workers > 0,
     )
     if world.enabled:
-        sampler = DistributedSampler(bundle.train, world.world_size, world.rank, shuffle=True, seed=cfg.seed)
+        sampler = DistributedSampler(bundle.train, world.world_size, world.rank, shuffle=True, seed=data_seed(cfg))
     else:
         sampler = RandomSampler(bundle.train, generator=torch.Generator())
     train_loader = DataLoader(
