@@ -211,6 +211,7 @@ CURVES_COLUMNS = [
     "test_acc",
     "sparsity",
     "initial_weights_sha256",
+    "data_seed",
 ]
 
 
@@ -232,6 +233,7 @@ def collect_full_length(args) -> int:
                 c=cfg.optim.c if grda else 0.0,
                 seed=cfg.seed,
                 initial_weights_sha256=summary.get("initial_weights_sha256"),
+                data_seed=cfg.get("data_seed"),  # None: drawn from seed
             )
         )
     preset = experiment(args.setting)
