@@ -30,24 +30,25 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 EARLY = ROOT / "results" / "authors_early_repeats.csv"
-# (model, table epochs of our comparison): the studies of scripts/figures/make_band_figure.py
-TABLE_EPOCHS = {"vgg16": [1, 2, 3, 5, 10, 15, 20], "wrn28x10": [1, 2, 3, 5, 10]}
 METRICS = ("train_loss", "test_acc")
 KEEP = ["model", "dataset", "optimizer", "mu", "c", "repeat", "epoch", "train_loss", "test_acc", "sparsity"]
 
 
-def parser_module():
-    spec = importlib.util.spec_from_file_location(
-        "authors_wrn_curves", Path(__file__).with_name("authors_wrn_curves.py")
-    )
-    module = importlib.util.module_from_spec(spec)
+def script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)  # registered: its dataclasses need it
     spec.loader.exec_module(module)
     return module
 
 
+# the table epochs of our comparison, per model: the studies of scripts/figures/make_band_figure.py
+STUDIES = script(ROOT / "scripts" / "figures" / "make_band_figure.py").STUDIES
+TABLE_EPOCHS = {name: study.table_epochs for name, study in STUDIES.items()}
+
+
 def early_repeats(repo: str, commit: str = "HEAD") -> pd.DataFrame:
     """Every repeat's values at the table epochs: VGG16 (the notebook's repeats) and WRN-28-10 on CIFAR-10."""
-    awc = parser_module()
+    awc = script(Path(__file__).with_name("authors_wrn_curves.py"))
     commit = awc.git(repo, "rev-parse", commit).strip()
     vgg = awc.load(repo, commit, [log for log in awc.vgg_logs(repo, commit) if log["notebook"]])
     wrn = awc.load(repo, commit, [log for log in awc.wrn_logs(repo, commit) if log["dataset"] == "cifar10"])

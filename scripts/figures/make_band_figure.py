@@ -79,7 +79,6 @@ STUDIES = {
     ),
 }
 VGG16 = STUDIES["vgg16"]
-TABLE_EPOCHS = VGG16.table_epochs
 
 
 def label(optimizer: str, mu) -> str:
