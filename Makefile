@@ -13,7 +13,7 @@ VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
 WRN_EPOCHS ?= 10
 
-.PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves cifar10-wrn-runs cifar10-wrn-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect export-example examples keras-cifar10
+.PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves cifar10-wrn-runs cifar10-wrn-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect cifar10-connect export-example examples keras-cifar10
 
 # what training needs: the grda package and the harness
 $(VENV)/.installed: pyproject.toml src/optim/pyproject.toml
@@ -149,6 +149,15 @@ GRDA07 := runs/default/optim.mu=0.7,optim=grda
 
 connect: setup  ## the paper's Figure 1 on digits: SGD vs gRDA (mu 0.7) -> results/connect_default/
 	$(PY) scripts/analysis/connect.py "runs/default/optim=sgd/checkpoint.pth" "$(GRDA07)/checkpoint.pth" --points 61 --curve-epochs 5 --out results/connect_default
+
+KERAS_RUNS = $(RUNS)/cifar10_keras_cnn/figure
+CONNECT_MUS ?= 0.51 0.7
+
+cifar10-connect: setup  ## Figure 1's question on the Keras CNN: SGD vs gRDA (CONNECT_MUS) at the runs' last epoch -> results/connect_keras_cnn/
+	for mu in $(CONNECT_MUS); do \
+	  $(PY) scripts/analysis/connect.py "$(KERAS_RUNS)/sgd/checkpoint.pth" "$(KERAS_RUNS)/grda_mu$$mu/checkpoint.pth" \
+	    --lr 0.005 --points 21 --curve-epochs 5 --data-root $(DATA) --threads 2 --out results/connect_keras_cnn/mu$$mu || exit 1; \
+	done
 
 export-example: setup  ## compact sparse export of the digits gRDA checkpoint -> results/sparse_export_default.txt
 	$(PY) src/eval_sparsity.py "$(GRDA07)/checkpoint.pth" --export "$(GRDA07)/model.sparse.safetensors" > results/sparse_export_default.txt
