@@ -633,6 +633,40 @@ def first_epochs(results: Path, exp: Experiment, final: pd.DataFrame) -> Optiona
     return Band(intro + band.lines, band.figures, band.ok, band.reached)
 
 
+def draw_label(run: pd.Series) -> str:
+    data = run["seed"] if pd.isna(run.get("data_seed")) else run["data_seed"]
+    return f"{run['optimizer']}: weights of seed {fmt_g(run['seed'])}, data of seed {fmt_g(data)}"
+
+
+def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
+    """The runs that test a miss by drawing it again (`cifar10_runs.py --setting <setting>_redraw`: other initial
+    weights or another draw of the data), each beside the run that missed and the authors' band at every epoch."""
+    study = band_study(exp)
+    path = results / f"{study.preset}_redraw_curves.csv"
+    if not path.is_file():
+        return []
+    band = script("make_band_figure")
+    tests, authors = band.load(path, results / study.authors_csv, study)
+    ours = pd.read_csv(results / study.ours_csv)
+    ours = ours[ours["optimizer"].isin(tests["optimizer"].unique()) & (ours["epoch"] <= tests["epoch"].max())]
+    both = band.compare(pd.concat([ours, tests], ignore_index=True), authors)
+    both["zeros_ok"] = both["sparsity_delta"].abs() <= tolerance(exp.key, "sparsity per epoch")
+    both["band_ok"] = both["train_loss_in_band"] & both["test_acc_in_band"]
+    both["optimizer"] = [draw_label(r) for _, r in both.iterrows()]
+    both = both.drop(columns=[f"{m}_delta" for m, _, _ in BAND_METRICS])  # every number shown is one a CSV holds
+    return [
+        f"{level} Draws of a miss",
+        "",
+        "The run that missed, drawn again from the same command with `seed` (other initial weights) or `data_seed` "
+        "(another draw of the data order, augmentation and dropout; the authors' repeats differ only in these), "
+        f"beside the authors' band at every epoch (`results/{path.name}`; what they show: "
+        f"`results/{study.preset}.md`; Δ left blank).",
+        "",
+        *band_table(both),
+        "",
+    ]
+
+
 def vgg16_page(results: Path, exp: Experiment) -> Page:
     final = final_table(results, exp)
     last_epoch = int(final["paper epoch"].max())
@@ -653,7 +687,7 @@ def vgg16_page(results: Path, exp: Experiment) -> Page:
     band = band_section(results, exp, last_epoch)
     status = REPRODUCED if band.ok and final_status(exp, final) == REPRODUCED else PARTIAL
     summary = f"epochs 1–{band.reached} of {last_epoch}; {band_verdict(band)}"
-    return Page(exp, status, summary, band.lines + head + runs, band.figures)
+    return Page(exp, status, summary, band.lines + draw_tests(results, exp) + head + runs, band.figures)
 
 
 # ---------------------------------------------------------------- the pages

@@ -255,6 +255,24 @@ def test_report_with_our_vgg16_runs(results_copy):
     assert "outside the targets" in status_line(page) and "% zeros outside the target at epochs 1, 2, 3" in page
 
 
+def test_vgg16_page_shows_the_draws_of_a_miss(results_copy):
+    fake_curves(results_copy, "vgg16", (0.51, 0.7), epochs=3)
+    redraw = results_copy / "cifar10_vgg16_redraw_curves.csv"
+    redraw.unlink(missing_ok=True)
+    assert "Draws of a miss" not in report_pages(results_copy)["report/vgg16-cifar10.md"]
+    ours = pd.read_csv(results_copy / "cifar10_vgg16_curves.csv")
+    draw = ours[ours["optimizer"] == "gRDA mu=0.7"].assign(seed=2, data_seed=1)
+    draw.loc[draw["epoch"] == 3, "test_acc"] = 99.5  # above every repeat of theirs: outside the band
+    draw.to_csv(redraw, index=False)
+    page = report_pages(results_copy)["report/vgg16-cifar10.md"]
+    tests = page[page.index("## Draws of a miss") : page.index("## The authors' final numbers")]
+    assert '=== "gRDA mu=0.7: weights of seed 1, data of seed 1"' in tests, "the run that missed, beside its draws"
+    assert '=== "gRDA mu=0.7: weights of seed 2, data of seed 1"' in tests
+    drawn = tests.split('=== "gRDA mu=0.7: weights of seed 2')[1]
+    assert "| 99.50 |" in drawn and drawn.count("✗") == 1 and drawn.count("✓") == 2
+    assert "within the targets so far" in status_line(page), "a test run does not change the status"
+
+
 def done_wrn_table(results: Path, top1_off: float = 0.2) -> None:
     """results/cifar_table.csv with every WRN-28-10 CIFAR-10 setting run to epoch 200, top-1 ``top1_off`` off."""
     table = gen_report.comparison_table(["cifar10_wrn28x10"], gen_report.NO_RUNS)
