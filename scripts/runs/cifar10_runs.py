@@ -24,8 +24,8 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
            measured here: ~88 images/s with two threads (~10 min an epoch), the same as two runs at one thread each.
   vgg16_redraw  gRDA mu 0.7 of vgg16 again, twice: data_seed=2 (the same initial weights, another draw of the data
            order, augmentation and dropout) and seed=2 data_seed=1 (other initial weights, the first run's draw of
-           the data). Collect them with --out: their label is the vgg16 run's, their seed and data_seed columns
-           tell them apart.
+           the data); and SGD on the same two draws, to compare mu 0.7's lag behind SGD draw by draw. Collect
+           them with --out: their labels are the vgg16 runs', their seed and data_seed columns tell them apart.
   wrn      experiment=cifar10_wrn28x10, the paper's main CIFAR model as the authors ran it: SGD and gRDA mu 0.501
            (lr 0.1, batch 128, c 0.001, seed 1), the first --epochs of the 200-epoch run (a GPU job: ~1.6 h an
            epoch on two CPU threads).
@@ -95,6 +95,9 @@ RUNS = [
     ("vgg16_redraw", "grda_mu0.7_data2", "gRDA mu=0.7", ["optim=grda", "optim.mu=0.7", "data_seed=2"]),
     # ... and other initial weights with the first draw of the data (seed=2, data_seed=1): is it the initial weights?
     ("vgg16_redraw", "grda_mu0.7_seed2", "gRDA mu=0.7", ["optim=grda", "optim.mu=0.7", "seed=2", "data_seed=1"]),
+    # SGD on the same two draws: gRDA mu 0.7's lag behind SGD on one draw (the authors' mu 0.7 runs lag theirs)
+    ("vgg16_redraw", "sgd_seed2", "SGD", ["optim=sgd", "seed=2", "data_seed=1"]),
+    ("vgg16_redraw", "sgd_data2", "SGD", ["optim=sgd", "data_seed=2"]),
     # WRN-28-10 (experiment=cifar10_wrn28x10: lr 0.1, batch 128, c 0.001, seed 1 for both, as the authors' gRDA runs
     # started from their SGD run's initial checkpoint). mu 0.501: the paper's table.
     ("wrn", "sgd", "SGD", ["optim=sgd"]),
