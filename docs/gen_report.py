@@ -659,8 +659,8 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
         "",
         "The run that missed, drawn again from the same command with `seed` (other initial weights) or `data_seed` "
         "(another draw of the data order, augmentation and dropout; the authors' repeats differ only in these), "
-        f"beside the authors' band at every epoch (`results/{path.name}`; what they show: "
-        f"`results/{study.preset}.md`; Δ left blank).",
+        "and SGD on the same draws where it ran, each beside the authors' band at every epoch "
+        f"(`results/{path.name}`; what they show: `results/{study.preset}.md`; Δ left blank).",
         "",
         *band_table(both),
         "",
