@@ -667,6 +667,15 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
     ]
 
 
+def lag_section(results: Path, exp: Experiment) -> List[str]:
+    """results/<preset>_lag.md (scripts/analysis/lag_behind_sgd.py) under this page's headings, if it is there."""
+    path = results / f"{band_study(exp).preset}_lag.md"
+    if not path.is_file():
+        return []
+    body = path.read_text().split("\n")[1:]  # its title becomes the section's
+    return ["## gRDA's lag behind SGD", *("#" + line if line.startswith("## ") else line for line in body), ""]
+
+
 def vgg16_page(results: Path, exp: Experiment) -> Page:
     final = final_table(results, exp)
     last_epoch = int(final["paper epoch"].max())
@@ -687,7 +696,8 @@ def vgg16_page(results: Path, exp: Experiment) -> Page:
     band = band_section(results, exp, last_epoch)
     status = REPRODUCED if band.ok and final_status(exp, final) == REPRODUCED else PARTIAL
     summary = f"epochs 1–{band.reached} of {last_epoch}; {band_verdict(band)}"
-    return Page(exp, status, summary, band.lines + draw_tests(results, exp) + head + runs, band.figures)
+    tests = draw_tests(results, exp) + lag_section(results, exp)
+    return Page(exp, status, summary, band.lines + tests + head + runs, band.figures)
 
 
 # ---------------------------------------------------------------- the pages

@@ -48,7 +48,7 @@ def test_lags_theirs_over_all_pairs_ours_per_draw(tmp_path):
     ours = out[out.source == "ours"].set_index("draw")["lag"]
     assert ours.to_dict() == pytest.approx({"seed 1, data 1": 0.25, "seed 2, data 1": -0.5}), "no SGD on data 2"
     text = (tmp_path / "cifar10_vgg16_lag.md").read_text()
-    assert "| 1 | +0.750 [-0.500, +2.000] | 75% | +0.250 | -0.500 |" in text
+    assert "| 1 | +0.750 [-0.500, +2.000] | 0.75 | +0.250 | -0.500 |" in text
 
 
 def test_committed_table_is_what_the_script_computes(tmp_path):

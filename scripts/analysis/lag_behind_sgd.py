@@ -88,8 +88,8 @@ def markdown(theirs: pd.DataFrame, ours: pd.DataFrame) -> str:
         "",
         "Made by `python scripts/analysis/lag_behind_sgd.py` (its docstring says how the lags are formed). lag = "
         "train loss of gRDA − train loss of SGD at the same epoch. Theirs: mean [min, max] over every gRDA repeat "
-        "minus every SGD repeat, and the share of those differences above 0; ours: one lag per draw (gRDA and SGD "
-        "from the same initial weights and data draw).",
+        "minus every SGD repeat, and the share of those differences above 0 (1.00: all); ours: one lag per draw "
+        "(gRDA and SGD from the same initial weights and data draw).",
         "",
     ]
     draws = sorted(ours["draw"].unique())
@@ -101,12 +101,14 @@ def markdown(theirs: pd.DataFrame, ours: pd.DataFrame) -> str:
         lines += [
             f"## gRDA mu={mu:g} − SGD",
             "",
-            "| epoch | theirs: mean [min, max] | theirs > 0 | " + " | ".join(f"ours ({d})" for d in draws) + " |",
+            "| epoch | theirs: mean [min, max] | theirs: share > 0 | "
+            + " | ".join(f"ours ({d})" for d in draws)
+            + " |",
             "|---:|---:|---:|" + "---:|" * len(draws),
         ]
         for epoch in epochs:
             t = group[group["epoch"] == epoch].iloc[0]
-            cells = [f"{t['lag']:+.3f} [{t['lag_min']:+.3f}, {t['lag_max']:+.3f}]", f"{t['share_positive']:.0%}"]
+            cells = [f"{t['lag']:+.3f} [{t['lag_min']:+.3f}, {t['lag_max']:+.3f}]", f"{t['share_positive']:.2f}"]
             for d in draws:
                 lag = mine[(mine["epoch"] == epoch) & (mine["draw"] == d)]["lag"]
                 cells.append(f"{lag.iloc[0]:+.3f}" if len(lag) else "–")
