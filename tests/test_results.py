@@ -338,6 +338,27 @@ def test_vgg16_runs_span_the_authors_600_epochs():
     assert f"hydra.run.dir={Path('/r/cifar10_vgg16/vgg16/grda_mu0.7')}" in cmd
 
 
+def test_vgg16_test_settings_keep_the_main_runs_draw_or_data():
+    """vgg16_redraw: the same command with another seed or data_seed; vgg16_q40: the main runs' draw on the quality-40
+    copy of the data, whose data.root replaces --data-root (one data.root on the command line)."""
+    import argparse
+
+    runs = _runs_script()
+    args = argparse.Namespace(setting="vgg16_q40", only=None, parallel=1, runs_dir=Path("/r"), data_root="data")
+    picked = runs.selected(args)
+    assert [r[2] for r in picked] == ["SGD", "gRDA mu=0.7"]
+    cmd = runs.command(args, "vgg16_q40", "grda_mu0.7", picked[1][3], 3)
+    roots = [a for a in cmd if a.startswith("data.root=")]
+    assert roots == [f"data.root={Path.home() / 'cifar10_q40'}"] and "optim.mu=0.7" in cmd
+    assert "experiment=cifar10_vgg16" in cmd and "trainer.stop_after_epoch=3" in cmd
+    assert not any(a.startswith(("seed=", "data_seed=")) for a in cmd), "the main runs' draw"
+    assert f"hydra.run.dir={Path('/r/cifar10_vgg16/vgg16_q40/grda_mu0.7')}" in cmd
+    args.setting = "vgg16_redraw"
+    redraws = {r[1]: r[3] for r in runs.selected(args)}
+    assert set(redraws) == {"grda_mu0.7_data2", "grda_mu0.7_seed2", "sgd_seed2", "sgd_data2"}
+    assert all("data.root=data" in runs.command(args, "vgg16_redraw", slug, o, 3) for slug, o in redraws.items())
+
+
 def _fake_vgg16_run(
     runs_dir: Path, slug: str, optim: dict, rows: dict, digest: str, where="cifar10_vgg16/vgg16"
 ) -> None:

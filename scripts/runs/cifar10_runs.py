@@ -2,10 +2,11 @@
 """The authors' CIFAR-10 runs that fit a CPU (the Keras-CNN figure, VGG16) as harness runs: launch (and resume)
 them, then collect their curves.
 
-    python scripts/runs/cifar10_runs.py run [--setting figure|weights|seeds|vgg16|vgg16_redraw|wrn|all] [--epochs 100]
-                                                 [--parallel 2] [--step 5] [--runs-dir ~/grda-runs]
+    python scripts/runs/cifar10_runs.py run [--setting figure|weights|seeds|vgg16|vgg16_redraw|vgg16_q40|wrn|all]
+                                                 [--epochs 100] [--parallel 2] [--step 5] [--runs-dir ~/grda-runs]
                                                  [--data-root ../shared/data/cifar10] [--only LABEL ...]
-    python scripts/runs/cifar10_runs.py collect [--setting keras|vgg16|wrn] [--runs-dir ~/grda-runs] [--out CSV]
+    python scripts/runs/cifar10_runs.py collect [--setting keras|vgg16|vgg16_redraw|vgg16_q40|wrn]
+                                                 [--runs-dir ~/grda-runs] [--out CSV]
 
 Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augmentation, lr 0.005, c 0.005):
   figure   the eight optimizers of the authors' figure as their script `cifar_cnn_regnet_gRDA_1x10.py` set them,
@@ -26,6 +27,9 @@ Settings (both are experiment=cifar10_keras_cnn: batch 10, pixels / 255, no augm
            order, augmentation and dropout) and seed=2 data_seed=1 (other initial weights, the first run's draw of
            the data); and SGD on the same two draws, to compare mu 0.7's lag behind SGD draw by draw. Collect
            them with --out: their labels are the vgg16 runs', their seed and data_seed columns tell them apart.
+  vgg16_q40  SGD and gRDA mu 0.7 of vgg16 (seed 1) on ~/cifar10_q40, CIFAR-10 re-encoded at JPEG quality 40 (made
+           by `scripts/analysis/reencode_cifar.py ../shared/data/cifar10 ~/cifar10_q40 --quality 40`; --data-root
+           does not apply): how far a result moves with the lossy copy. Collect with --out.
   wrn      experiment=cifar10_wrn28x10, the paper's main CIFAR model as the authors ran it: SGD and gRDA mu 0.501
            (lr 0.1, batch 128, c 0.001, seed 1), the first --epochs of the 200-epoch run (a GPU job: ~1.6 h an
            epoch on two CPU threads).
@@ -59,12 +63,19 @@ from src.launch import launch as launch_run  # noqa: E402
 
 EXPERIMENT = "cifar10_keras_cnn"
 # The experiment of each setting; the Keras CNN's unless named here.
-EXPERIMENTS = {"vgg16": "cifar10_vgg16", "vgg16_redraw": "cifar10_vgg16", "wrn": "cifar10_wrn28x10"}
+EXPERIMENTS = {
+    "vgg16": "cifar10_vgg16",
+    "vgg16_redraw": "cifar10_vgg16",
+    "vgg16_q40": "cifar10_vgg16",
+    "wrn": "cifar10_wrn28x10",
+}
 # Settings whose lr schedule spans the preset's whole run (VGG16: the WRN schedule over 600 epochs): their runs keep
 # trainer.epochs and advance with trainer.stop_after_epoch, so epoch 20 of ours is epoch 20 of the authors' run.
-FULL_LENGTH = {"vgg16", "vgg16_redraw", "wrn"}
+FULL_LENGTH = {"vgg16", "vgg16_redraw", "vgg16_q40", "wrn"}
 UNIFORM = ["optim.accumulator_init=uniform"]  # the preset's default for gRDA; explicit so the commands say it
 WEIGHTS = ["optim.accumulator_init=weights"]
+# CIFAR-10 re-encoded at JPEG quality 40 (scripts/analysis/reencode_cifar.py), for the vgg16_q40 setting
+Q40 = [f"data.root={Path.home() / 'cifar10_q40'}"]
 
 # (setting, slug, label as in the authors' legend, overrides), in the legend's order
 RUNS = [
@@ -98,6 +109,9 @@ RUNS = [
     # SGD on the same two draws: gRDA mu 0.7's lag behind SGD on one draw (the authors' mu 0.7 runs lag theirs)
     ("vgg16_redraw", "sgd_seed2", "SGD", ["optim=sgd", "seed=2", "data_seed=1"]),
     ("vgg16_redraw", "sgd_data2", "SGD", ["optim=sgd", "data_seed=2"]),
+    # The vgg16 runs' first draw on a more compressed copy of the data: does a result move with the JPEG copy?
+    ("vgg16_q40", "sgd", "SGD", ["optim=sgd", *Q40]),
+    ("vgg16_q40", "grda_mu0.7", "gRDA mu=0.7", ["optim=grda", "optim.mu=0.7", *Q40]),
     # WRN-28-10 (experiment=cifar10_wrn28x10: lr 0.1, batch 128, c 0.001, seed 1 for both, as the authors' gRDA runs
     # started from their SGD run's initial checkpoint). mu 0.501: the paper's table.
     ("wrn", "sgd", "SGD", ["optim=sgd"]),
@@ -118,9 +132,10 @@ def run_overrides(args, setting: str, overrides, epochs: int) -> list:
     """A run's overrides: its experiment and optimizer, where it trains to, and its share of the cores."""
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     length = f"trainer.stop_after_epoch={epochs}" if setting in FULL_LENGTH else f"trainer.epochs={epochs}"
+    own_root = any(o.startswith("data.root=") for o in overrides)  # a run on another copy of the data
     return [
         f"experiment={experiment(setting)}",
-        f"data.root={args.data_root}",
+        *([] if own_root else [f"data.root={args.data_root}"]),
         length,
         f"trainer.threads={threads}",
         *overrides,
@@ -293,7 +308,9 @@ def main() -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     run_p = sub.add_parser("run", help="launch or resume the runs")
     run_p.add_argument(
-        "--setting", choices=("figure", "weights", "seeds", "vgg16", "vgg16_redraw", "wrn", "all"), default="figure"
+        "--setting",
+        choices=("figure", "weights", "seeds", "vgg16", "vgg16_redraw", "vgg16_q40", "wrn", "all"),
+        default="figure",
     )
     run_p.add_argument("--epochs", type=int, default=100)
     run_p.add_argument("--parallel", type=int, default=2, help="runs at once; each gets cores/parallel threads")
@@ -311,7 +328,7 @@ def main() -> int:
     col_p = sub.add_parser("collect", help="write the per-epoch curves of every run found")
     col_p.add_argument(
         "--setting",
-        choices=("keras", "vgg16", "vgg16_redraw", "wrn"),
+        choices=("keras", "vgg16", "vgg16_redraw", "vgg16_q40", "wrn"),
         default="keras",
         help="keras: the Keras-CNN runs (figure, weights, seeds); vgg16, wrn: the VGG16 or WRN-28-10 runs",
     )
