@@ -15,24 +15,28 @@ spec.loader.exec_module(lag)
 
 
 def write_inputs(results):
-    authors = [  # SGD repeats 1.0 and 2.0; gRDA mu 0.7 repeats 1.5 and 3.0: lags 0.5, -0.5, 2.0, 1.0
-        dict(model="vgg16", dataset="cifar10", optimizer=o, mu=mu, c=c, repeat=r, epoch=1, train_loss=v)
+    # train loss: SGD repeats 1.0 and 2.0, gRDA mu 0.7 repeats 1.5 and 3.0 -> lags 0.5, -0.5, 2.0, 1.0;
+    # test accuracy 10 x the loss -> lags (SGD - gRDA) -5, 5, -20, -10
+    authors = [
+        dict(
+            model="vgg16", dataset="cifar10", optimizer=o, mu=mu, c=c, repeat=r, epoch=1, train_loss=v, test_acc=10 * v
+        )
         for o, mu, c, values in (("sgd", None, None, (1.0, 2.0)), ("grda", 0.7, lag.C, (1.5, 3.0)))
         for r, v in enumerate(values, 1)
     ]
     pd.DataFrame(authors).to_csv(results / lag.AUTHORS, index=False)
     curves = pd.DataFrame(
         [  # draw (seed 1, data 1) in the main CSV; draw (seed 2, data 1) among the redraws, its gRDA alone on data 2
-            dict(optimizer="SGD", mu=None, seed=1, data_seed=None, epoch=1, train_loss=2.0),
-            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=None, epoch=1, train_loss=2.25),
+            dict(optimizer="SGD", mu=None, seed=1, data_seed=None, epoch=1, train_loss=2.0, test_acc=30.0),
+            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=None, epoch=1, train_loss=2.25, test_acc=27.5),
         ]
     )
     curves.to_csv(results / lag.OURS[0], index=False)
     redraw = pd.DataFrame(
         [
-            dict(optimizer="SGD", mu=None, seed=2, data_seed=1, epoch=1, train_loss=2.5),
-            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=2, data_seed=1, epoch=1, train_loss=2.0),
-            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=2, epoch=1, train_loss=9.0),
+            dict(optimizer="SGD", mu=None, seed=2, data_seed=1, epoch=1, train_loss=2.5, test_acc=20.0),
+            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=2, data_seed=1, epoch=1, train_loss=2.0, test_acc=21.0),
+            dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=2, epoch=1, train_loss=9.0, test_acc=1.0),
         ]
     )
     redraw.to_csv(results / lag.OURS[1], index=False)
@@ -42,13 +46,20 @@ def test_lags_theirs_over_all_pairs_ours_per_draw(tmp_path):
     write_inputs(tmp_path)
     assert lag.main(["--results", str(tmp_path), "--out", str(tmp_path)]) == 0
     out = pd.read_csv(tmp_path / "cifar10_vgg16_lag.csv")
-    theirs = out[out.source == "authors"].iloc[0]
+    rows = lambda source, metric: out[(out.source == source) & (out.metric == metric)]  # noqa: E731
+    theirs = rows("authors", "train_loss").iloc[0]
     assert theirs["lag"] == pytest.approx(0.75) and theirs["lag_min"] == -0.5 and theirs["lag_max"] == 2.0
     assert theirs["share_positive"] == pytest.approx(0.75)
-    ours = out[out.source == "ours"].set_index("draw")["lag"]
+    acc = rows("authors", "test_acc").iloc[0]
+    assert acc["lag"] == pytest.approx(-7.5) and (acc["lag_min"], acc["lag_max"]) == (-20, 5)
+    assert acc["share_positive"] == pytest.approx(0.25)
+    ours = rows("ours", "train_loss").set_index("draw")["lag"]
     assert ours.to_dict() == pytest.approx({"seed 1, data 1": 0.25, "seed 2, data 1": -0.5}), "no SGD on data 2"
+    ours = rows("ours", "test_acc").set_index("draw")["lag"]
+    assert ours.to_dict() == pytest.approx({"seed 1, data 1": 2.5, "seed 2, data 1": -1.0}), "SGD - gRDA"
     text = (tmp_path / "cifar10_vgg16_lag.md").read_text()
     assert "| 1 | +0.750 [-0.500, +2.000] | 0.75 | +0.250 | -0.500 |" in text
+    assert "| 1 | -7.50 [-20.00, +5.00] | 0.25 | +2.50 | -1.00 |" in text
 
 
 def test_committed_table_is_what_the_script_computes(tmp_path):

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""How far gRDA's training loss lags SGD's in VGG16's first epochs: the authors' repeats beside our draws.
+"""How far gRDA lags SGD in VGG16's first epochs, in train loss and test accuracy: the authors' repeats beside our
+draws.
 
     python scripts/analysis/lag_behind_sgd.py [--results results] [--out results]
 
-lag = the epoch's mean training loss of gRDA (one mu) minus SGD's, at the same epoch. A band check asks whether one
-of our runs lies among the authors' repeats; the lag asks whether gRDA slows training relative to SGD as much in ours
-as in theirs, which no shift common to both optimizers (the data copy, the initial weights) can explain away.
+lag, per epoch: train loss of gRDA (one mu) minus SGD's; test accuracy of SGD minus gRDA's (points). Positive: gRDA
+behind. A band check asks whether one run of ours lies among the authors' repeats; the lag asks whether gRDA holds
+training back relative to SGD as much in ours as in theirs, and a shift that moves both optimizers alike (the data
+copy, the initial weights) largely cancels in it.
 
 - Ours: paired on one draw (the same seed and data_seed: the same initial weights, data order, augmentation and
   dropout), from results/cifar10_vgg16_curves.csv and results/cifar10_vgg16_redraw_curves.csv.
@@ -13,12 +15,14 @@ as in theirs, which no shift common to both optimizers (the data copy, the initi
   their code does not seed (results/cifar10_vgg16.md), so no gRDA repeat pairs with one SGD repeat: every gRDA
   repeat minus every SGD repeat (9 x 9 differences), from results/authors_early_repeats.csv.
 
-Writes results/cifar10_vgg16_lag.csv (one row per source, mu, epoch and draw) and results/cifar10_vgg16_lag.md.
+Writes results/cifar10_vgg16_lag.csv (one row per source, metric, mu, epoch and draw) and
+results/cifar10_vgg16_lag.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -29,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OURS = ("cifar10_vgg16_curves.csv", "cifar10_vgg16_redraw_curves.csv")
 AUTHORS = "authors_early_repeats.csv"
 C = 0.0005  # the authors' VGG16 gRDA runs compared (make_band_figure's study)
+# metric -> (title, sign): lag = sign * (gRDA - SGD), positive when gRDA is behind
+METRICS = {"train_loss": ("train loss: gRDA − SGD", 1), "test_acc": ("test accuracy (points): SGD − gRDA", -1)}
 
 
 def read(results: Path, name: str) -> pd.DataFrame:
@@ -45,31 +51,38 @@ def draw_name(seed, data_seed) -> str:
 def our_lags(results: Path) -> pd.DataFrame:
     runs = pd.concat([read(results, n) for n in OURS if n == OURS[0] or (results / n).is_file()], ignore_index=True)
     runs["draw"] = [draw_name(s, d) for s, d in zip(runs["seed"], runs["data_seed"])]
-    sgd = runs[runs["optimizer"] == "SGD"][["draw", "epoch", "train_loss"]]
-    grda = runs[runs["optimizer"] != "SGD"][["draw", "epoch", "mu", "train_loss"]]
+    sgd = runs[runs["optimizer"] == "SGD"][["draw", "epoch", *METRICS]]
+    grda = runs[runs["optimizer"] != "SGD"][["draw", "epoch", "mu", *METRICS]]
     both = grda.merge(sgd, on=["draw", "epoch"], suffixes=("", "_sgd"))  # only the draws SGD ran too
-    return pd.DataFrame(
-        {
-            "source": "ours",
-            "mu": both["mu"],
-            "epoch": both["epoch"],
-            "draw": both["draw"],
-            "lag": both["train_loss"] - both["train_loss_sgd"],
-        }
-    )
+    frames = [
+        pd.DataFrame(
+            {
+                "source": "ours",
+                "metric": metric,
+                "mu": both["mu"],
+                "epoch": both["epoch"],
+                "draw": both["draw"],
+                "lag": sign * (both[metric] - both[f"{metric}_sgd"]),
+            }
+        )
+        for metric, (_, sign) in METRICS.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 def their_lags(results: Path) -> pd.DataFrame:
     early = read(results, AUTHORS)
     early = early[(early["model"] == "vgg16") & (early["dataset"] == "cifar10")]
-    sgd = early[early["optimizer"] == "sgd"][["epoch", "repeat", "train_loss"]]
+    sgd = early[early["optimizer"] == "sgd"]
     rows = []
-    for (mu, epoch), grda in early[(early["optimizer"] == "grda") & (early["c"] == C)].groupby(["mu", "epoch"]):
-        base = sgd[sgd["epoch"] == epoch]["train_loss"].to_numpy()
-        lags = pd.Series([g - s for g in grda["train_loss"] for s in base])
+    grdas = early[(early["optimizer"] == "grda") & (early["c"] == C)].groupby(["mu", "epoch"])
+    for (metric, (_, sign)), ((mu, epoch), grda) in itertools.product(METRICS.items(), grdas):
+        base = sgd[sgd["epoch"] == epoch][metric].to_numpy()
+        lags = pd.Series([sign * (g - s) for g in grda[metric] for s in base])
         rows.append(
             {
                 "source": "authors",
+                "metric": metric,
                 "mu": mu,
                 "epoch": epoch,
                 "draw": f"{len(grda)} x {len(base)} repeats",
@@ -82,38 +95,41 @@ def their_lags(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def lag_table(theirs: pd.DataFrame, mine: pd.DataFrame, draws: List[str], digits: int) -> List[str]:
+    """One row per epoch both have: their mean [min, max] and share above 0, then ours per draw."""
+    f = f"{{:+.{digits}f}}".format
+    lines = [
+        "| epoch | theirs: mean [min, max] | theirs: share > 0 | " + " | ".join(f"ours ({d})" for d in draws) + " |",
+        "|---:|---:|---:|" + "---:|" * len(draws),
+    ]
+    for epoch in sorted(set(mine["epoch"]) & set(theirs["epoch"])):
+        t = theirs[theirs["epoch"] == epoch].iloc[0]
+        cells = [f"{f(t['lag'])} [{f(t['lag_min'])}, {f(t['lag_max'])}]", f"{t['share_positive']:.2f}"]
+        for d in draws:
+            lag = mine[(mine["epoch"] == epoch) & (mine["draw"] == d)]["lag"]
+            cells.append(f(lag.iloc[0]) if len(lag) else "–")
+        lines.append(f"| {epoch:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown(theirs: pd.DataFrame, ours: pd.DataFrame) -> str:
     lines = [
-        "# VGG16, CIFAR-10: how far gRDA's train loss lags SGD's, theirs and ours",
+        "# VGG16, CIFAR-10: how far gRDA lags SGD in the first epochs, theirs and ours",
         "",
-        "Made by `python scripts/analysis/lag_behind_sgd.py` (its docstring says how the lags are formed). lag = "
-        "train loss of gRDA − train loss of SGD at the same epoch. Theirs: mean [min, max] over every gRDA repeat "
-        "minus every SGD repeat, and the share of those differences above 0 (1.00: all); ours: one lag per draw "
-        "(gRDA and SGD from the same initial weights and data draw).",
+        "Made by `python scripts/analysis/lag_behind_sgd.py` (its docstring says how the lags are formed). lag, at "
+        "the same epoch: train loss of gRDA − SGD's; test accuracy of SGD − gRDA's (points); positive: gRDA behind. "
+        "Theirs: mean [min, max] over every gRDA repeat minus every SGD repeat, and the share of those differences "
+        "above 0 (1.00: all); ours: one lag per draw (gRDA and SGD from the same initial weights and data draw).",
         "",
     ]
     draws = sorted(ours["draw"].unique())
-    for mu, group in theirs.groupby("mu"):
-        mine = ours[ours["mu"] == mu]
-        epochs = sorted(set(mine["epoch"]) & set(group["epoch"]))
-        if not epochs:
+    for mu, metric in itertools.product(sorted(ours["mu"].unique()), METRICS):
+        mine = ours[(ours["mu"] == mu) & (ours["metric"] == metric)]
+        group = theirs[(theirs["mu"] == mu) & (theirs["metric"] == metric)]
+        if mine.empty or group.empty:
             continue
-        lines += [
-            f"## gRDA mu={mu:g} − SGD",
-            "",
-            "| epoch | theirs: mean [min, max] | theirs: share > 0 | "
-            + " | ".join(f"ours ({d})" for d in draws)
-            + " |",
-            "|---:|---:|---:|" + "---:|" * len(draws),
-        ]
-        for epoch in epochs:
-            t = group[group["epoch"] == epoch].iloc[0]
-            cells = [f"{t['lag']:+.3f} [{t['lag_min']:+.3f}, {t['lag_max']:+.3f}]", f"{t['share_positive']:.2f}"]
-            for d in draws:
-                lag = mine[(mine["epoch"] == epoch) & (mine["draw"] == d)]["lag"]
-                cells.append(f"{lag.iloc[0]:+.3f}" if len(lag) else "–")
-            lines.append(f"| {epoch:g} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [f"## gRDA mu={mu:g}, {METRICS[metric][0]}", ""]
+        lines += lag_table(group, mine, draws, 3 if metric == "train_loss" else 2)
     return "\n".join(lines)
 
 
