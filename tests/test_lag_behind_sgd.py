@@ -31,7 +31,8 @@ def write_inputs(results):
             dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=None, epoch=1, train_loss=2.25, test_acc=27.5),
         ]
     )
-    curves.to_csv(results / lag.OURS[0], index=False)
+    curves.to_csv(results / "cifar10_vgg16_curves.csv", index=False)
+    curves.assign(train_loss=[2.0, 3.0]).to_csv(results / "cifar10_vgg16_q40_curves.csv", index=False)
     redraw = pd.DataFrame(
         [
             dict(optimizer="SGD", mu=None, seed=2, data_seed=1, epoch=1, train_loss=2.5, test_acc=20.0),
@@ -39,7 +40,7 @@ def write_inputs(results):
             dict(optimizer="gRDA mu=0.7", mu=0.7, seed=1, data_seed=2, epoch=1, train_loss=9.0, test_acc=1.0),
         ]
     )
-    redraw.to_csv(results / lag.OURS[1], index=False)
+    redraw.to_csv(results / "cifar10_vgg16_redraw_curves.csv", index=False)
 
 
 def test_lags_theirs_over_all_pairs_ours_per_draw(tmp_path):
@@ -54,12 +55,13 @@ def test_lags_theirs_over_all_pairs_ours_per_draw(tmp_path):
     assert acc["lag"] == pytest.approx(-7.5) and (acc["lag_min"], acc["lag_max"]) == (-20, 5)
     assert acc["share_positive"] == pytest.approx(0.25)
     ours = rows("ours", "train_loss").set_index("draw")["lag"]
-    assert ours.to_dict() == pytest.approx({"seed 1, data 1": 0.25, "seed 2, data 1": -0.5}), "no SGD on data 2"
+    assert ours.to_dict() == pytest.approx({"seed 1, data 1": 0.25, "seed 2, data 1": -0.5, "seed 1, data 1, q40": 1.0})
     ours = rows("ours", "test_acc").set_index("draw")["lag"]
-    assert ours.to_dict() == pytest.approx({"seed 1, data 1": 2.5, "seed 2, data 1": -1.0}), "SGD - gRDA"
+    assert ours.to_dict() == pytest.approx({"seed 1, data 1": 2.5, "seed 2, data 1": -1.0, "seed 1, data 1, q40": 2.5})
     text = (tmp_path / "cifar10_vgg16_lag.md").read_text()
-    assert "| 1 | +0.750 [-0.500, +2.000] | 0.75 | +0.250 | -0.500 |" in text
-    assert "| 1 | -7.50 [-20.00, +5.00] | 0.25 | +2.50 | -1.00 |" in text
+    assert "| ours (seed 1, data 1) | ours (seed 1, data 1, q40) | ours (seed 2, data 1) |" in text
+    assert "| 1 | +0.750 [-0.500, +2.000] | 0.75 | +0.250 | +1.000 | -0.500 |" in text
+    assert "| 1 | -7.50 [-20.00, +5.00] | 0.25 | +2.50 | +2.50 | -1.00 |" in text
 
 
 def test_committed_table_is_what_the_script_computes(tmp_path):

@@ -10,7 +10,9 @@ training back relative to SGD as much in ours as in theirs, and a shift that mov
 copy, the initial weights) largely cancels in it.
 
 - Ours: paired on one draw (the same seed and data_seed: the same initial weights, data order, augmentation and
-  dropout), from results/cifar10_vgg16_curves.csv and results/cifar10_vgg16_redraw_curves.csv.
+  dropout), from results/cifar10_vgg16_curves.csv and results/cifar10_vgg16_redraw_curves.csv; and, where
+  results/cifar10_vgg16_q40_curves.csv is there, the first draw on CIFAR-10 re-encoded at JPEG quality 40
+  (cifar10_runs.py --setting vgg16_q40), named "..., q40".
 - Theirs: their repeats all start from one initialisation and one nominal data order and differ only through what
   their code does not seed (results/cifar10_vgg16.md), so no gRDA repeat pairs with one SGD repeat: every gRDA
   repeat minus every SGD repeat (9 x 9 differences), from results/authors_early_repeats.csv.
@@ -30,7 +32,8 @@ from typing import List, Optional
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("cifar10_vgg16_curves.csv", "cifar10_vgg16_redraw_curves.csv")
+# our curves (the first required) -> what their draws' names add: the q40 runs are the first draw on other data
+OURS = {"cifar10_vgg16_curves.csv": "", "cifar10_vgg16_redraw_curves.csv": "", "cifar10_vgg16_q40_curves.csv": ", q40"}
 AUTHORS = "authors_early_repeats.csv"
 C = 0.0005  # the authors' VGG16 gRDA runs compared (make_band_figure's study)
 # metric -> (title, sign): lag = sign * (gRDA - SGD), positive when gRDA is behind
@@ -49,8 +52,14 @@ def draw_name(seed, data_seed) -> str:
 
 
 def our_lags(results: Path) -> pd.DataFrame:
-    runs = pd.concat([read(results, n) for n in OURS if n == OURS[0] or (results / n).is_file()], ignore_index=True)
-    runs["draw"] = [draw_name(s, d) for s, d in zip(runs["seed"], runs["data_seed"])]
+    main = next(iter(OURS))
+    frames = [
+        read(results, name).assign(data=suffix)
+        for name, suffix in OURS.items()
+        if name == main or (results / name).is_file()
+    ]
+    runs = pd.concat(frames, ignore_index=True)
+    runs["draw"] = [draw_name(s, d) + q for s, d, q in zip(runs["seed"], runs["data_seed"], runs["data"])]
     sgd = runs[runs["optimizer"] == "SGD"][["draw", "epoch", *METRICS]]
     grda = runs[runs["optimizer"] != "SGD"][["draw", "epoch", "mu", *METRICS]]
     both = grda.merge(sgd, on=["draw", "epoch"], suffixes=("", "_sgd"))  # only the draws SGD ran too
