@@ -667,13 +667,13 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
     ]
 
 
-def lag_section(results: Path, exp: Experiment) -> List[str]:
-    """results/<preset>_lag.md (scripts/analysis/lag_behind_sgd.py) under this page's headings, if it is there."""
+def lag_section(results: Path, exp: Experiment, level: str = "##") -> List[str]:
+    """results/<preset>_lag.md (scripts/analysis/lag_behind_sgd.py) under a heading of ``level``, if it is there."""
     path = results / f"{band_study(exp).preset}_lag.md"
     if not path.is_file():
         return []
-    body = path.read_text().split("\n")[1:]  # its title becomes the section's
-    return ["## gRDA's lag behind SGD", *("#" + line if line.startswith("## ") else line for line in body), ""]
+    body = path.read_text().split("\n")[1:]  # its title becomes the section's; its sections go one level below
+    return [f"{level} gRDA's lag behind SGD", *(level + line[1:] if line.startswith("## ") else line for line in body)]
 
 
 def vgg16_page(results: Path, exp: Experiment) -> Page:

@@ -36,6 +36,16 @@ def test_copy_keeps_the_tree_and_compresses_more(tmp_path):
         ours, theirs = np.array(low.quantization[0]), np.array(q75.quantization[0])
         assert (ours >= theirs).all() and (ours > theirs).mean() > 0.9
     assert rc.reencode(src, dst, 20) == 0, "existing files are left alone: an interrupted copy resumes"
+    assert not list(dst.rglob("*.part"))
+
+
+def test_the_source_is_never_overwritten(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    noisy_image(0).save(tmp_path / "train" / "cat" / "0.jpg", quality=75)
+    before = (tmp_path / "train" / "cat" / "0.jpg").read_bytes()
+    with pytest.raises(SystemExit, match="DST is SRC"):
+        rc.main([str(tmp_path), str(tmp_path / "." / "train" / ".."), "--quality", "20"])
+    assert (tmp_path / "train" / "cat" / "0.jpg").read_bytes() == before
 
 
 @pytest.mark.parametrize("args, message", [(["--quality", "0"], "outside 1-95"), ([], "is not a folder")])

@@ -6,8 +6,8 @@ draws.
 
 lag, per epoch: train loss of gRDA (one mu) minus SGD's; test accuracy of SGD minus gRDA's (points). Positive: gRDA
 behind. A band check asks whether one run of ours lies among the authors' repeats; the lag asks whether gRDA holds
-training back relative to SGD as much in ours as in theirs, and a shift that moves both optimizers alike (the data
-copy, the initial weights) largely cancels in it.
+training back relative to SGD as much in ours as in theirs; a shift that moved both optimizers alike (the data copy,
+the initial weights) would cancel in it, though the lag still varies from draw to draw.
 
 - Ours: paired on one draw (the same seed and data_seed: the same initial weights, data order, augmentation and
   dropout), from results/cifar10_vgg16_curves.csv and results/cifar10_vgg16_redraw_curves.csv; and, where
@@ -61,7 +61,10 @@ def our_lags(results: Path) -> pd.DataFrame:
     runs = pd.concat(frames, ignore_index=True)
     runs["draw"] = [draw_name(s, d) + q for s, d, q in zip(runs["seed"], runs["data_seed"], runs["data"])]
     sgd = runs[runs["optimizer"] == "SGD"][["draw", "epoch", *METRICS]]
-    grda = runs[runs["optimizer"] != "SGD"][["draw", "epoch", "mu", *METRICS]]
+    grda = runs[(runs["optimizer"] != "SGD") & (runs["c"] == C)][["draw", "epoch", "mu", *METRICS]]
+    for name, df, keys in (("SGD", sgd, ["draw", "epoch"]), ("gRDA", grda, ["draw", "epoch", "mu"])):
+        if df.duplicated(keys).any():
+            sys.exit(f"error: two {name} runs of one draw in our curves ({df[df.duplicated(keys)].iloc[0].to_dict()})")
     both = grda.merge(sgd, on=["draw", "epoch"], suffixes=("", "_sgd"))  # only the draws SGD ran too
     frames = [
         pd.DataFrame(

@@ -30,8 +30,10 @@ def reencode(src: Path, dst: Path, quality: int) -> int:
         if out.exists():
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".part")  # renamed once whole: a file cut short is never taken as done
         with Image.open(path) as im:
-            im.convert("RGB").save(out, "JPEG", quality=quality, subsampling="4:2:0")
+            im.convert("RGB").save(partial, "JPEG", quality=quality, subsampling="4:2:0")
+        partial.replace(out)
         written += 1
     return written
 
