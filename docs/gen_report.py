@@ -514,16 +514,23 @@ def band_study(exp: Experiment):
     return script("make_band_figure").STUDIES[exp.study]
 
 
+def mark_targets(both: pd.DataFrame, key: str, epochs=None) -> pd.DataFrame:
+    """zeros_ok at every epoch; band_ok (train loss and test accuracy in the authors' band) at ``epochs`` (None:
+    every epoch; True elsewhere)."""
+    # The authors' WRN SGD logs have no sparsity: SGD makes no exact zeros, so ours must have none (as compare() says).
+    unlogged = both["sparsity_mean"].isna() & (both["optimizer"] == "SGD") & (both["sparsity"] == 0)
+    both["zeros_ok"] = (both["sparsity_delta"].abs() <= tolerance(key, "sparsity per epoch")) | unlogged
+    in_band = both["train_loss_in_band"] & both["test_acc_in_band"]
+    both["band_ok"] = in_band if epochs is None else ~both["epoch"].isin(epochs) | in_band
+    return both
+
+
 def band_curves(results: Path, key: str, study):
     """Ours and the authors' per epoch, via scripts/figures/make_band_figure.py; with its committed table's deltas."""
     band = script("make_band_figure")
     ours, authors = band.load(results / study.ours_csv, results / study.authors_csv, study)
-    both = band.compare(ours, authors)
-    # The authors' WRN SGD logs have no sparsity: SGD makes no exact zeros, so ours must have none (as compare() says).
-    unlogged = both["sparsity_mean"].isna() & (both["optimizer"] == "SGD") & (both["sparsity"] == 0)
-    both["zeros_ok"] = (both["sparsity_delta"].abs() <= tolerance(key, "sparsity per epoch")) | unlogged
+    both = mark_targets(band.compare(ours, authors), key, study.table_epochs)
     at_table = both["epoch"].isin(study.table_epochs)
-    both["band_ok"] = ~at_table | (both["train_loss_in_band"] & both["test_acc_in_band"])
     committed = results / f"{study.preset}_table.csv"
     shown = both[at_table].drop(columns=[f"{m}_delta" for m, _, _ in BAND_METRICS])
     if committed.is_file():  # the deltas as `make cifar-figure` wrote them
@@ -649,9 +656,7 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
     tests, authors = band.load(path, results / study.authors_csv, study)
     ours = pd.read_csv(results / study.ours_csv)
     ours = ours[ours["optimizer"].isin(tests["optimizer"].unique()) & (ours["epoch"] <= tests["epoch"].max())]
-    both = band.compare(pd.concat([ours, tests], ignore_index=True), authors)
-    both["zeros_ok"] = both["sparsity_delta"].abs() <= tolerance(exp.key, "sparsity per epoch")
-    both["band_ok"] = both["train_loss_in_band"] & both["test_acc_in_band"]
+    both = mark_targets(band.compare(pd.concat([ours, tests], ignore_index=True), authors), exp.key)
     both["optimizer"] = [draw_label(r) for _, r in both.iterrows()]
     both = both.drop(columns=[f"{m}_delta" for m, _, _ in BAND_METRICS])  # every number shown is one a CSV holds
     return [
