@@ -447,6 +447,51 @@ def test_vgg16_collect_and_comparison(tmp_path):
     assert (out / "figures" / "vgg16_curves.png").stat().st_size > 10_000
 
 
+def _band_figure_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_band_figure", ROOT / "scripts" / "figures" / "make_band_figure.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_band_targets_judge_the_epochs_between_table_epochs():
+    """The targets count at the table epochs only, but every epoch is held against the band: a run outside it at
+    epochs 4 (below) and 6 (above) says so, one inside says so, and epochs run beyond the authors' log are skipped."""
+    band = _band_figure_module()
+    ours, authors = band.load(
+        ROOT / "results" / "cifar10_vgg16_curves.csv", ROOT / "results" / "authors_vgg16_curves.csv"
+    )
+    theirs = authors[(authors.optimizer == "gRDA mu=0.7") & (authors.epoch <= 7)].set_index("epoch")
+    run = pd.DataFrame(
+        {
+            "optimizer": "gRDA mu=0.7",
+            "epoch": range(1, 8),
+            "train_loss": theirs.train_loss_mean.to_numpy(),
+            "test_acc": theirs.test_acc_mean.to_numpy(),
+            "sparsity": theirs.sparsity_mean.to_numpy(),
+        }
+    )
+    run.loc[run.epoch == 4, "train_loss"] = theirs.loc[4, "train_loss_min"] - 0.01
+    run.loc[run.epoch == 6, "test_acc"] = theirs.loc[6, "test_acc_max"] + 0.5
+    [line] = band.targets(band.compare(run, authors), [1, 2, 3, 5, 10])
+    assert line.endswith(
+        "inside the band at every table epoch reached; between them (epochs 4, 6–7; no target): "
+        "train loss at 4 (below); test acc at 6 (above)."
+    )
+    means = run.assign(train_loss=theirs.train_loss_mean.to_numpy(), test_acc=theirs.test_acc_mean.to_numpy())
+    inside = band.compare(means.iloc[[0, 1, 2, 4, 5]], authors)
+    assert band.targets(inside, [1, 2, 3])[0].endswith("between them (epochs 5–6; no target): inside the band.")
+    assert band.targets(band.compare(means.iloc[:3], authors), [1, 2, 3])[0].endswith("table epoch reached.")
+    beyond = band.compare(run.assign(epoch=run.epoch + 597), authors)  # epochs 598-604: 601-604 not in their log
+    assert "between them (epochs 598–600; no target)" in band.targets(beyond, [1])[0]
+    assert band.spans([1, 2, 3, 5, 7, 8]) == "1–3, 5, 7–8" and band.spans([]) == ""
+
+
 @pytest.mark.slow
 def test_wrn_first_epochs_collect_and_comparison(tmp_path):
     """The WRN-28-10 runs (setting wrn: SGD and gRDA mu 0.501, the 200-epoch schedule advanced in pieces) are

@@ -180,8 +180,40 @@ def targets(both: pd.DataFrame, table_epochs: List[int]) -> list:
         else:
             zeros = f"% zeros max |Δ| {run['sparsity_delta'].abs().max():.2f} points ({zeros})"
         bands = "outside the band: " + "; ".join(misses) if misses else "inside the band at every table epoch reached"
-        lines.append(f"- {name} (epochs 1–{run['epoch'].max()}): {zeros}; train loss and test accuracy {bands}.")
+        lines.append(
+            f"- {name} (epochs 1–{run['epoch'].max()}): {zeros}; train loss and test accuracy {bands}"
+            f"{between_table_epochs(run, table_epochs)}."
+        )
     return lines
+
+
+def spans(epochs) -> str:
+    """1, 2, 3, 5 -> '1–3, 5'."""
+    runs: List[List[int]] = []
+    for e in sorted(int(e) for e in epochs):
+        if runs and e == runs[-1][1] + 1:
+            runs[-1][1] = e
+        else:
+            runs.append([e, e])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def between_table_epochs(run: pd.DataFrame, table_epochs: List[int]) -> str:
+    """The band checks at the epochs the table skips: no target, but a curve is judged at every epoch."""
+    others = run[~run["epoch"].isin(table_epochs) & run["train_loss_min"].notna()]
+    if others.empty:
+        return ""
+    outside = []
+    for m in ("train_loss", "test_acc"):
+        out = others[~others[f"{m}_in_band"]]
+        if not out.empty:
+            where = ", ".join(
+                f"{e} ({'above' if v > hi else 'below'})" for e, v, hi in zip(out["epoch"], out[m], out[f"{m}_max"])
+            )
+            outside.append(f"{m.replace('_', ' ')} at {where}")
+    return f"; between them (epochs {spans(others['epoch'])}; no target): " + (
+        "; ".join(outside) if outside else "inside the band"
+    )
 
 
 def initial_weights(ours: pd.DataFrame) -> str:
