@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
@@ -672,13 +673,24 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
     ]
 
 
-def lag_section(results: Path, exp: Experiment, level: str = "##") -> List[str]:
-    """results/<preset>_lag.md (scripts/analysis/lag_behind_sgd.py) under a heading of ``level``, if it is there."""
-    path = results / f"{band_study(exp).preset}_lag.md"
+# results/<preset>_<suffix>.md made by a script of scripts/analysis/ -> the title of its section on the page
+ANALYSES = {"lag": "gRDA's lag behind SGD", "acc_given_loss": "Test accuracy at a given train loss"}
+
+
+def analysis_section(
+    results: Path, exp: Experiment, suffix: str, level: str = "##"
+) -> Tuple[List[str], Dict[str, bytes]]:
+    """results/<preset>_<suffix>.md under a heading of ``level``, if it is there, with the figure it names."""
+    path = results / f"{band_study(exp).preset}_{suffix}.md"
     if not path.is_file():
-        return []
+        return [], {}
     body = path.read_text().split("\n")[1:]  # its title becomes the section's; its sections go one level below
-    return [f"{level} gRDA's lag behind SGD", *(level + line[1:] if line.startswith("## ") else line for line in body)]
+    lines = [f"{level} {ANALYSES[suffix]}", *(level + line[1:] if line.startswith("## ") else line for line in body)]
+    named = re.search(r"Figure: `results/figures/([\w.-]+\.png)`", path.read_text())
+    figure = results / "figures" / named.group(1) if named else None
+    if figure is None or not figure.is_file():
+        return lines, {}
+    return lines + figure_lines({figure.name: b""}, ANALYSES[suffix]), {figure.name: figure.read_bytes()}
 
 
 def vgg16_page(results: Path, exp: Experiment) -> Page:
@@ -701,8 +713,11 @@ def vgg16_page(results: Path, exp: Experiment) -> Page:
     band = band_section(results, exp, last_epoch)
     status = REPRODUCED if band.ok and final_status(exp, final) == REPRODUCED else PARTIAL
     summary = f"epochs 1–{band.reached} of {last_epoch}; {band_verdict(band)}"
-    tests = draw_tests(results, exp) + lag_section(results, exp)
-    return Page(exp, status, summary, band.lines + tests + head + runs, band.figures)
+    tests, figures = draw_tests(results, exp), dict(band.figures)
+    for suffix in ANALYSES:
+        lines, drawn = analysis_section(results, exp, suffix)
+        tests, figures = tests + lines, {**figures, **drawn}
+    return Page(exp, status, summary, band.lines + tests + head + runs, figures)
 
 
 # ---------------------------------------------------------------- the pages

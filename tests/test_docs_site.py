@@ -285,6 +285,20 @@ def test_vgg16_page_shows_the_draws_of_a_miss(results_copy):
         and "# VGG16" not in lags
     )
     assert not [t for t in numbers_in(lags) if not held_by_a_csv(t, results_copy)]
+    assert "## Test accuracy at a given train loss" not in page
+    spec = importlib.util.spec_from_file_location("acc_given_loss", ROOT / "scripts" / "analysis" / "acc_given_loss.py")
+    acc = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = acc
+    spec.loader.exec_module(acc)
+    assert acc.main(["--results", str(results_copy), "--out", str(results_copy)]) == 0
+    built = gen_report.build(results_copy)
+    page = built["report/vgg16-cifar10.md"].decode()
+    section = page[page.index("## Test accuracy at a given train loss") : page.index("## The authors' final numbers")]
+    assert "### Residuals" in section and "| ours, gRDA mu=0.7 (seed 2, data 1) |" in section
+    assert "![Test accuracy at a given train loss](figures/vgg16_acc_given_loss.png)" in section
+    assert built["report/figures/vgg16_acc_given_loss.png"][:4] == b"\x89PNG"
+    csv_numbers.cache_clear()  # results_copy has a new CSV
+    assert not [t for t in numbers_in(section) if not held_by_a_csv(t, results_copy)]
 
 
 def done_wrn_table(results: Path, top1_off: float = 0.2) -> None:
