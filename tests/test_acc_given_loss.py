@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
+from scripts.analysis.lag_behind_sgd import AUTHORS
 from tests.helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("acc_given_loss", ROOT / "scripts" / "analysis" / "acc_given_loss.py")
@@ -37,12 +38,16 @@ def write_inputs(results):
     authors = [
         their_row("sgd", None, None, 1, 2.0),
         their_row("sgd", None, None, 2, 2.2),
+        # +1 and -1 at one loss: the line stays, its residual sd is sqrt(2 / (6 - 2)); mean residuals SGD +1/3,
+        # gRDA mu 0.7 -1/3
+        their_row("sgd", None, None, 3, 2.1, acc=LINE[0] + LINE[1] * 2.1 + 1.0),
+        their_row("grda", 0.7, script.C, 4, 2.1, acc=LINE[0] + LINE[1] * 2.1 - 1.0),
         their_row("grda", 0.7, script.C, 1, 2.1),
         their_row("grda", 0.7, script.C, 2, 2.3),
         their_row("grda", 0.7, script.C, 3, 2.25, acc=10.0),  # collapsed: one class for every image, off the line
         their_row("grda", 0.7, 0.1, 1, 1.0, acc=90.0),  # another c: not theirs to compare
     ]
-    pd.DataFrame(authors).to_csv(results / script.AUTHORS, index=False)
+    pd.DataFrame(authors).to_csv(results / AUTHORS, index=False)
     pd.DataFrame(
         [
             our_row("SGD", None, 0, 1, 2.0, +3.0),
@@ -65,7 +70,8 @@ def test_residuals_from_their_line(tmp_path):
     out = table[~table.run.str.startswith("mean of")]
     assert set(out.epoch) == {1}, "only the epochs of the authors' table"
     assert out.slope.iloc[0] == pytest.approx(LINE[1]) and out.intercept.iloc[0] == pytest.approx(LINE[0])
-    assert (out.n_fit == 4).all(), "the collapsed repeat and the other c are not fitted"
+    assert (out.n_fit == 6).all(), "the collapsed repeat and the other c are not fitted"
+    assert out.residual_sd.iloc[0] == pytest.approx(0.5**0.5)
     collapsed = out[out.collapsed.astype(bool)]
     assert len(collapsed) == 1 and collapsed.train_loss.iloc[0] == 2.25
     ours = out[out.source == "ours"].set_index(["optimizer", "run"])["residual"]
@@ -77,9 +83,19 @@ def test_residuals_from_their_line(tmp_path):
             ("SGD", "seed 1, data 1, q40"): -4.0,
         }
     )
-    assert out[(out.source == "authors") & ~out.collapsed.astype(bool)].residual.abs().max() < 1e-9
+    assert sorted(out[(out.source == "authors") & ~out.collapsed.astype(bool)].residual.round(9)) == [-1, 0, 0, 0, 0, 1]
+    vs_theirs = out[out.source == "ours"].set_index(["optimizer", "run"])["residual_vs_theirs"]
+    assert vs_theirs.to_dict() == pytest.approx(
+        {
+            ("SGD", "seed 1, data 1"): 3.0 - 1 / 3,
+            ("gRDA mu=0.7", "seed 1, data 1"): -1.5 + 1 / 3,
+            ("gRDA mu=0.7", "seed 2, data 1"): 2.0 + 1 / 3,
+            ("SGD", "seed 1, data 1, q40"): -4.0 - 1 / 3,
+        },
+        abs=1e-5,
+    )
     assert means.to_dict() == pytest.approx(
-        {("authors", "SGD"): 0.0, ("authors", "gRDA mu=0.7"): 0.0, ("ours", "all"): (3.0 - 1.5 + 2.0) / 3},
+        {("authors", "SGD"): 1 / 3, ("authors", "gRDA mu=0.7"): -1 / 3, ("ours", "all"): (3.0 - 1.5 + 2.0) / 3},
         abs=1e-5,
     ), "their means leave the collapsed repeat out, ours the q40 runs"
     text = (tmp_path / "cifar10_vgg16_acc_given_loss.md").read_text()

@@ -34,15 +34,13 @@ import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from scripts.analysis.lag_behind_sgd import AUTHORS, OURS, C, draw_name, read  # noqa: E402
+from scripts.analysis.lag_behind_sgd import C, our_curves, their_repeats  # noqa: E402
 
 CHANCE = 10.0  # % test accuracy of a run that predicts one class for every CIFAR-10 image
 
 
 def their_runs(results: Path) -> pd.DataFrame:
-    early = read(results, AUTHORS)
-    early = early[(early["model"] == "vgg16") & (early["dataset"] == "cifar10")]
-    early = early[(early["optimizer"] == "sgd") | (early["c"] == C)]
+    early = their_repeats(results)
     return pd.DataFrame(
         {
             "source": "authors",
@@ -56,19 +54,13 @@ def their_runs(results: Path) -> pd.DataFrame:
 
 
 def our_runs(results: Path) -> pd.DataFrame:
-    main = next(iter(OURS))
-    frames = [
-        read(results, name).assign(data=suffix)
-        for name, suffix in OURS.items()
-        if name == main or (results / name).is_file()
-    ]
-    runs = pd.concat(frames, ignore_index=True)
+    runs = our_curves(results)
     runs = runs[(runs["optimizer"] == "SGD") | (runs["c"] == C)]
     return pd.DataFrame(
         {
             "source": "ours",
             "optimizer": runs["optimizer"],
-            "run": [draw_name(s, d) + q for s, d, q in zip(runs["seed"], runs["data_seed"], runs["data"])],
+            "run": runs["draw"],
             "epoch": runs["epoch"],
             "train_loss": runs["train_loss"],
             "test_acc": runs["test_acc"],
@@ -113,6 +105,19 @@ def means(both: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def against_their_own(both: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Ours with residual_vs_theirs: the residual minus their mean residual for the same optimizer and epoch."""
+    theirs = summary[summary["source"] == "authors"][["optimizer", "epoch", "residual"]]
+    theirs = theirs.rename(columns={"residual": "their_mean_residual"})
+    out = both.merge(theirs, on=["optimizer", "epoch"], how="left")
+    out["residual_vs_theirs"] = (out["residual"] - out["their_mean_residual"]).where(out["source"] == "ours")
+    return out.drop(columns="their_mean_residual")
+
+
+def signed(value: float) -> str:
+    return f"{0.0 if abs(value) < 0.005 else value:+.2f}"  # no "-0.00"
+
+
 def markdown(both: pd.DataFrame, summary: pd.DataFrame, figure: str) -> str:
     epochs = sorted(both["epoch"].unique())
     fits = both.groupby("epoch").first()
@@ -141,9 +146,9 @@ def markdown(both: pd.DataFrame, summary: pd.DataFrame, figure: str) -> str:
         rule,
     ]
 
-    def row(label: str, group: pd.DataFrame) -> str:
-        at = group.set_index("epoch")["residual"]
-        return f"| {label} | " + " | ".join(f"{at[e]:+.2f}" if e in at else "–" for e in epochs) + " |"
+    def row(label: str, group: pd.DataFrame, column: str = "residual") -> str:
+        at = group.set_index("epoch")[column]
+        return f"| {label} | " + " | ".join(signed(at[e]) if e in at else "–" for e in epochs) + " |"
 
     for name, group in summary[summary["source"] == "authors"].groupby("optimizer", sort=False):
         lines.append(row(f"theirs, {name}: mean of the repeats", group))
@@ -152,6 +157,15 @@ def markdown(both: pd.DataFrame, summary: pd.DataFrame, figure: str) -> str:
     lines.append(row("ours on the usual copy: mean", summary[summary["source"] == "ours"]))
     counts = summary[summary["source"] == "ours"].set_index("epoch")["run"].str.split().str[2]
     lines += ["", "Runs in that mean, per epoch: " + ", ".join(f"{e:g}: {counts[e]}" for e in epochs) + "."]
+    lines += [
+        "",
+        "## Against their repeats of the same optimizer (points: our residual minus their mean residual above)",
+        "",
+        header,
+        rule,
+    ]
+    for (name, run), group in both[both["source"] == "ours"].groupby(["optimizer", "run"], sort=False):
+        lines.append(row(f"ours, {name} ({run})", group, "residual_vs_theirs"))
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +214,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     both = residuals(their_runs(args.results), our_runs(args.results))
     summary = means(both)
+    both = against_their_own(both, summary)
     args.out.mkdir(parents=True, exist_ok=True)
     pd.concat([both, summary], ignore_index=True).to_csv(
         args.out / "cifar10_vgg16_acc_given_loss.csv", index=False, float_format="%.6g"

@@ -51,7 +51,8 @@ def draw_name(seed, data_seed) -> str:
     return f"seed {seed:g}, data {seed if pd.isna(data_seed) else data_seed:g}"
 
 
-def our_lags(results: Path) -> pd.DataFrame:
+def our_curves(results: Path) -> pd.DataFrame:
+    """Every VGG16 run of ours (the main CSV required, the others where they are), each row named by its draw."""
     main = next(iter(OURS))
     frames = [
         read(results, name).assign(data=suffix)
@@ -60,6 +61,18 @@ def our_lags(results: Path) -> pd.DataFrame:
     ]
     runs = pd.concat(frames, ignore_index=True)
     runs["draw"] = [draw_name(s, d) + q for s, d, q in zip(runs["seed"], runs["data_seed"], runs["data"])]
+    return runs
+
+
+def their_repeats(results: Path) -> pd.DataFrame:
+    """The authors' VGG16 repeats at the early epochs: SGD and gRDA at c = C."""
+    early = read(results, AUTHORS)
+    early = early[(early["model"] == "vgg16") & (early["dataset"] == "cifar10")]
+    return early[(early["optimizer"] == "sgd") | (early["c"] == C)]
+
+
+def our_lags(results: Path) -> pd.DataFrame:
+    runs = our_curves(results)
     sgd = runs[runs["optimizer"] == "SGD"][["draw", "epoch", *METRICS]]
     grda = runs[(runs["optimizer"] != "SGD") & (runs["c"] == C)][["draw", "epoch", "mu", *METRICS]]
     for name, df, keys in (("SGD", sgd, ["draw", "epoch"]), ("gRDA", grda, ["draw", "epoch", "mu"])):
@@ -83,11 +96,10 @@ def our_lags(results: Path) -> pd.DataFrame:
 
 
 def their_lags(results: Path) -> pd.DataFrame:
-    early = read(results, AUTHORS)
-    early = early[(early["model"] == "vgg16") & (early["dataset"] == "cifar10")]
+    early = their_repeats(results)
     sgd = early[early["optimizer"] == "sgd"]
     rows = []
-    grdas = early[(early["optimizer"] == "grda") & (early["c"] == C)].groupby(["mu", "epoch"])
+    grdas = early[early["optimizer"] == "grda"].groupby(["mu", "epoch"])
     for (metric, (_, sign)), ((mu, epoch), grda) in itertools.product(METRICS.items(), grdas):
         base = sgd[sgd["epoch"] == epoch][metric].to_numpy()
         lags = pd.Series([sign * (g - s) for g in grda[metric] for s in base])
