@@ -684,13 +684,15 @@ def analysis_section(
     path = results / f"{band_study(exp).preset}_{suffix}.md"
     if not path.is_file():
         return [], {}
-    body = path.read_text().split("\n")[1:]  # its title becomes the section's; its sections go one level below
+    text = path.read_text()
+    body = text.split("\n")[1:]  # its title becomes the section's; its sections go one level below
     lines = [f"{level} {ANALYSES[suffix]}", *(level + line[1:] if line.startswith("## ") else line for line in body)]
-    named = re.search(r"Figure: `results/figures/([\w.-]+\.png)`", path.read_text())
+    named = re.search(r"Figure: `results/figures/([\w.-]+\.png)`", text)
     figure = results / "figures" / named.group(1) if named else None
     if figure is None or not figure.is_file():
         return lines, {}
-    return lines + figure_lines({figure.name: b""}, ANALYSES[suffix]), {figure.name: figure.read_bytes()}
+    drawn = {figure.name: figure.read_bytes()}
+    return lines + figure_lines(drawn, ANALYSES[suffix]), drawn
 
 
 def vgg16_page(results: Path, exp: Experiment) -> Page:

@@ -75,14 +75,14 @@ def residuals(theirs: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
         mine = ours[ours["epoch"] == epoch]
         if mine.empty:
             continue
-        fit = group[group["test_acc"] > CHANCE + 0.005]
-        slope, intercept = np.polyfit(fit["train_loss"], fit["test_acc"], 1)
         both = pd.concat([group, mine], ignore_index=True)
         both["collapsed"] = (both["source"] == "authors") & (both["test_acc"] <= CHANCE + 0.005)
+        fitted = (both["source"] == "authors") & ~both["collapsed"]
+        slope, intercept = np.polyfit(both.loc[fitted, "train_loss"], both.loc[fitted, "test_acc"], 1)
         both["predicted"] = intercept + slope * both["train_loss"]
         both["residual"] = both["test_acc"] - both["predicted"]
-        spread = both.loc[(both["source"] == "authors") & ~both["collapsed"], "residual"]
-        frames.append(both.assign(slope=slope, intercept=intercept, n_fit=len(fit), residual_sd=spread.std(ddof=2)))
+        sd = both.loc[fitted, "residual"].std(ddof=2)
+        frames.append(both.assign(slope=slope, intercept=intercept, n_fit=int(fitted.sum()), residual_sd=sd))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -100,6 +100,7 @@ def means(both: pd.DataFrame) -> pd.DataFrame:
                     "run": f"mean of {len(group)} {what}",
                     "epoch": epoch,
                     "residual": group["residual"].mean(),
+                    "n_mean": len(group),
                 }  # fmt: skip
             )
     return pd.DataFrame(rows)
@@ -155,7 +156,7 @@ def markdown(both: pd.DataFrame, summary: pd.DataFrame, figure: str) -> str:
     for (name, run), group in both[both["source"] == "ours"].groupby(["optimizer", "run"], sort=False):
         lines.append(row(f"ours, {name} ({run})", group))
     lines.append(row("ours on the usual copy: mean", summary[summary["source"] == "ours"]))
-    counts = summary[summary["source"] == "ours"].set_index("epoch")["run"].str.split().str[2]
+    counts = summary[summary["source"] == "ours"].set_index("epoch")["n_mean"]
     lines += ["", "Runs in that mean, per epoch: " + ", ".join(f"{e:g}: {counts[e]}" for e in epochs) + "."]
     lines += [
         "",
