@@ -355,8 +355,17 @@ def test_vgg16_test_settings_keep_the_main_runs_draw_or_data():
     assert f"hydra.run.dir={Path('/r/cifar10_vgg16/vgg16_q40/grda_mu0.7')}" in cmd
     args.setting = "vgg16_redraw"
     redraws = {r[1]: r[3] for r in runs.selected(args)}
-    assert set(redraws) == {"grda_mu0.7_data2", "grda_mu0.7_seed2", "sgd_seed2", "sgd_data2"}
+    assert set(redraws) == {
+        "grda_mu0.7_data2",
+        "grda_mu0.7_seed2",
+        "sgd_seed2",
+        "sgd_data2",
+        "sgd_seed3",
+        "grda_mu0.7_seed3",
+    }
     assert all("data.root=data" in runs.command(args, "vgg16_redraw", slug, o, 3) for slug, o in redraws.items())
+    for sgd, grda in [("sgd_seed2", "grda_mu0.7_seed2"), ("sgd_seed3", "grda_mu0.7_seed3")]:
+        assert redraws[sgd][-2:] == redraws[grda][-2:], "each lag pair on one draw"
 
 
 def _fake_vgg16_run(
