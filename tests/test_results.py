@@ -456,6 +456,42 @@ def test_vgg16_collect_and_comparison(tmp_path):
     assert (out / "figures" / "vgg16_curves.png").stat().st_size > 10_000
 
 
+def test_vgg16_collect_keeps_runs_this_machine_lacks(tmp_path):
+    """A new machine carrying one run forward: collect replaces that run's rows once it reaches further, and keeps
+    the written rows of the runs it lacks or has not yet carried as far."""
+    rows = lambda n, loss: dict(  # noqa: E731
+        epoch=range(1, n + 1), lr=0.1, train_loss=loss, train_acc=0.0, test_loss=0.0, test_acc=50.0, sparsity=0.0
+    )
+    sgd, mu7 = (
+        {"name": "sgd", "lr": 0.1},
+        {"name": "grda", "lr": 0.1, "mu": 0.7, "c": 0.0005},
+    )
+    _fake_vgg16_run(tmp_path, "sgd", sgd, rows(5, 1.0), "a" * 64)
+    _fake_vgg16_run(tmp_path, "grda_mu0.7", mu7, rows(2, 2.0), "a" * 64)
+    out = tmp_path / "ours.csv"
+    pd.DataFrame(
+        [
+            dict(optimizer=o, mu=m, c=c, seed=1, epoch=e, train_loss=9.0, test_acc=10.0, sparsity=0.0)
+            for o, m, c, n in [
+                ("SGD", None, 0.0, 3),
+                ("gRDA mu=0.51", 0.51, 0.0005, 4),
+                ("gRDA mu=0.7", 0.7, 0.0005, 4),
+            ]
+            for e in range(1, n + 1)
+        ]
+    ).to_csv(out, index=False)
+    cmd = [sys.executable, "scripts/runs/cifar10_runs.py", "collect", "--setting", "vgg16", "--runs-dir", str(tmp_path)]
+    proc = subprocess.run(cmd + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    curves = pd.read_csv(out)
+    last = curves.groupby("optimizer").epoch.max().to_dict()
+    assert last == {"SGD": 5, "gRDA mu=0.51": 4, "gRDA mu=0.7": 4}
+    assert (curves[curves.optimizer == "SGD"].train_loss == 1.0).all()  # the run here reaches further: its rows
+    assert (curves[curves.optimizer != "SGD"].train_loss == 9.0).all()  # written rows kept
+    assert "gRDA mu=0.7: epoch 2 here, 4 written; the written rows kept" in proc.stdout
+    assert "gRDA mu=0.51: no run here; its 4 written rows kept" in proc.stdout
+
+
 def _band_figure_module():
     import importlib.util
 
@@ -554,3 +590,34 @@ def test_wrn_first_epochs_collect_and_comparison(tmp_path):
     )
     assert "| SGD | 1 |" in text and "not logged" in text
     assert (out / "figures" / "wrn28x10_cifar10_first_epochs.png").stat().st_size > 10_000
+
+
+def test_compare_machines_differences_and_z(tmp_path):
+    """The same run on two machines: after − before per epoch, z against the authors' mean and sd computed by hand,
+    and a refusal when the two files' runs started from other weights."""
+    authors = pd.read_csv(ROOT / "results" / "authors_vgg16_curves.csv")
+    sgd = authors[(authors.optimizer == "sgd") & (authors.epoch <= 2)].reset_index(drop=True)
+    before = pd.DataFrame(
+        dict(optimizer="SGD", seed=1, data_seed=None, epoch=[1, 2], initial_weights_sha256="a" * 64)
+    ).assign(train_loss=[2.2, 2.0], test_acc=[20.0, 25.0], sparsity=0.0)
+    after = before.assign(train_loss=[2.2, 2.1], cpu="cpu B")
+    before.to_csv(tmp_path / "before.csv", index=False)
+    after.to_csv(tmp_path / "after.csv", index=False)
+    out = tmp_path / "machines"
+    cmd = [sys.executable, "scripts/analysis/compare_machines.py", "--before", str(tmp_path / "before.csv")]
+    proc = subprocess.run(
+        cmd + ["--after", str(tmp_path / "after.csv"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    both = pd.read_csv(out.with_suffix(".csv"))
+    assert both.train_loss_diff.tolist() == pytest.approx([0.0, 0.1])
+    z = (2.1 - sgd.train_loss_mean[1]) / sgd.train_loss_std[1]
+    assert both.train_loss_z_after[1] == pytest.approx(z, rel=1e-4)
+    text = out.with_suffix(".md").read_text()
+    assert "Before: not recorded; after: cpu B." in text
+    assert "- SGD (epochs 1–2): first differs at epoch 2; largest |Δ| train loss 0.100" in text
+    after.assign(initial_weights_sha256="b" * 64).to_csv(tmp_path / "after.csv", index=False)
+    proc = subprocess.run(
+        cmd + ["--after", str(tmp_path / "after.csv"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "SGD started from other initial weights" in proc.stderr

@@ -93,11 +93,16 @@ def load(ours_path: Path, authors_path: Path, study: Study = VGG16):
         if not path.is_file():
             sys.exit(f"error: '{path}' not found; it is committed in results/ (or made by {maker})")
     ours = pd.read_csv(ours_path)
+    authors = read_authors(authors_path, study)
+    return ours, authors[authors["optimizer"].isin(ours["optimizer"].unique())]
+
+
+def read_authors(authors_path: Path, study: Study = VGG16) -> pd.DataFrame:
+    """The authors' curves of the study's model: SGD and gRDA at the study's c, named as our runs are."""
     authors = pd.read_csv(authors_path)
     authors = authors[(authors["dataset"] == "cifar10") & (authors["model"] == study.model)]
     authors = authors[(authors["optimizer"] == "sgd") | (authors["c"] == study.c)]
-    authors = authors.assign(optimizer=[label(o, m) for o, m in zip(authors["optimizer"], authors["mu"])])
-    return ours, authors[authors["optimizer"].isin(ours["optimizer"].unique())]
+    return authors.assign(optimizer=[label(o, m) for o, m in zip(authors["optimizer"], authors["mu"])])
 
 
 def compare(ours: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:

@@ -42,8 +42,9 @@ lane takes the run furthest behind) keeps the curves at about the same length an
 runs at a time took 190-220 s an epoch each, eight at once 17-45 minutes for an epoch of all eight (127-340 s per
 run-epoch). `collect` writes every finished epoch of every Keras-CNN run found as
 optimizer,epoch,test_acc,nonzero_ratio (test_acc as a fraction); `collect --setting vgg16|wrn` the issue's columns
-(optimizer, mu, c, seed, epoch, lr, losses, accuracies in %, % zeros, the initial weights' sha256) to
-results/<preset>_curves.csv, which scripts/figures/make_band_figure.py puts over the authors' band.
+(optimizer, mu, c, seed, epoch, lr, losses, accuracies in %, % zeros, the initial weights' sha256, the cpu)
+to results/<preset>_curves.csv, keeping the rows already there of runs this machine lacks or has not carried as far,
+which scripts/figures/make_band_figure.py puts over the authors' band.
 """
 
 from __future__ import annotations
@@ -238,13 +239,17 @@ CURVES_COLUMNS = [
     "sparsity",
     "initial_weights_sha256",
     "data_seed",
+    "cpu",
 ]
 
 
 def collect_full_length(args) -> int:
     """Every finished epoch of the VGG16 or WRN runs: test_acc and sparsity (exact zeros over all parameters) in %,
-    train_loss the epoch's mean training loss (train mode, as the authors log it), and the sha256 of each run's
-    initial weights (equal digests: the runs started from the same weights)."""
+    train_loss the epoch's mean training loss (train mode, as the authors log it), the sha256 of each run's
+    initial weights (equal digests: the runs started from the same weights) and the processor it ran on.
+
+    Rows already in the output file are kept for every run that has no directory here, or whose run here has fewer
+    epochs (a session on a new machine that carries one run forward, or restarts one, loses none of the others)."""
     frames = []
     for setting, slug, label, _ in RUNS:
         out = run_dir(args.runs_dir, setting, slug)
@@ -260,16 +265,42 @@ def collect_full_length(args) -> int:
                 seed=cfg.seed,
                 initial_weights_sha256=summary.get("initial_weights_sha256"),
                 data_seed=cfg.get("data_seed"),  # None: drawn from seed
+                cpu=(summary.get("environment") or {}).get("cpu"),
             )
         )
     preset = experiment(args.setting)
+    out = args.out or ROOT / "results" / f"{preset}_curves.csv"
+    if out.is_file():
+        frames = keep_longer_rows(frames, pd.read_csv(out))
     if not frames:
         sys.exit(
             f"error: no {args.setting} runs under '{args.runs_dir / preset}'; start them with: "
             f"{Path(__file__).name} run --setting {args.setting}"
         )
-    out = args.out or ROOT / "results" / f"{preset}_curves.csv"
     return write_curves(pd.concat(frames, ignore_index=True), out, CURVES_COLUMNS)
+
+
+def keep_longer_rows(frames: list, written: pd.DataFrame) -> list:
+    """The runs found here, each replaced by its rows in ``written`` where those reach further, plus the runs
+    ``written`` has and this machine does not (a run is its optimizer label, seed and data_seed)."""
+
+    def key(df: pd.DataFrame) -> tuple:
+        row = df.iloc[0]
+        return row["optimizer"], row["seed"], None if pd.isna(row["data_seed"]) else row["data_seed"]
+
+    written = written.reindex(columns=CURVES_COLUMNS)  # a file from before a column was added lacks it
+    earlier = {key(df): df for _, df in written.groupby(["optimizer", "seed", "data_seed"], dropna=False, sort=False)}
+    merged = []
+    for df in frames:
+        old = earlier.pop(key(df), None)
+        if old is not None and old["epoch"].max() > df["epoch"].max():
+            print(f"{key(df)[0]}: epoch {df['epoch'].max()} here, {old['epoch'].max()} written; the written rows kept")
+            df = old
+        merged.append(df)
+    for k, df in earlier.items():
+        print(f"{k[0]}: no run here; its {len(df)} written rows kept")
+        merged.append(df)
+    return merged
 
 
 def write_curves(curves: pd.DataFrame, out: Path, columns) -> int:
