@@ -11,6 +11,7 @@ STEP ?= 5
 SEED_EPOCHS ?= 30
 VGG_EPOCHS ?= 20
 VGG_STEP ?= 2
+VGG_ONLY ?=  # e.g. sgd: one of the three runs only (a session that carries one run)
 WRN_EPOCHS ?= 10
 
 .PHONY: setup setup-dev docs lint train test test-fast test-keras-tf imagenet-table cifar-table cifar10-figure cifar10-runs cifar10-seeds cifar10-curves authors-curves seeds cifar-figure cifar10-vgg16-runs cifar10-vgg16-curves cifar10-wrn-runs cifar10-wrn-curves early-sparsity bench-sparse tables bench bench-cuda frontier search-c norms connect cifar10-connect export-example examples keras-cifar10
@@ -82,8 +83,8 @@ cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/
 	$(PY) scripts/analysis/acc_given_loss.py
 	if [ -f results/cifar10_wrn28x10_curves.csv ]; then $(PY) scripts/figures/make_band_figure.py --model wrn28x10; fi
 
-cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume
-	$(PY) scripts/runs/cifar10_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP)
+cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume (VGG_ONLY)
+	$(PY) scripts/runs/cifar10_runs.py run --setting vgg16 --epochs $(VGG_EPOCHS) --runs-dir $(RUNS) --data-root $(DATA) --parallel 1 --step $(VGG_STEP) $(if $(strip $(VGG_ONLY)),--only $(VGG_ONLY))
 
 cifar10-vgg16-curves: setup  ## results/cifar10_vgg16_curves.csv from the VGG16 runs in RUNS (every finished epoch)
 	$(PY) scripts/runs/cifar10_runs.py collect --setting vgg16 --runs-dir $(RUNS)
