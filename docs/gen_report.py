@@ -674,7 +674,11 @@ def draw_tests(results: Path, exp: Experiment, level: str = "##") -> List[str]:
 
 
 # results/<preset>_<suffix>.md made by a script of scripts/analysis/ -> the title of its section on the page
-ANALYSES = {"lag": "gRDA's lag behind SGD", "acc_given_loss": "Test accuracy at a given train loss"}
+ANALYSES = {
+    "lag": "gRDA's lag behind SGD",
+    "acc_given_loss": "Test accuracy at a given train loss",
+    "machines": "One run on two machines",
+}
 
 
 def analysis_section(
