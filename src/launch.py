@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,17 @@ def read_summary(run_dir: Path) -> Dict[str, Any]:
     """summary.json ({} before the run's first process ended)."""
     path = Path(run_dir) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def initial_weights_digest(run_dir: Path) -> Optional[str]:
+    """The sha256 of a run's weights before its first step: summary.json's, or, while its first process is still
+    training, the one its train.log printed at the start (None if neither has it)."""
+    digest = read_summary(run_dir).get("initial_weights_sha256")
+    log = Path(run_dir) / "train.log"
+    if digest is None and log.is_file():
+        found = re.findall(r"initial weights sha256 ([0-9a-f]{64})", log.read_text(errors="replace"))
+        digest = found[0] if found else None
+    return digest
 
 
 def read_config(run_dir: Path) -> DictConfig:

@@ -621,3 +621,17 @@ def test_compare_machines_differences_and_z(tmp_path):
         cmd + ["--after", str(tmp_path / "after.csv"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 1 and "SGD started from other initial weights" in proc.stderr
+
+
+def test_initial_weights_digest_while_the_first_process_trains(tmp_path):
+    """Before summary.json exists, the digest train.log printed at the start; summary.json's once it does."""
+    from src.launch import initial_weights_digest
+
+    assert initial_weights_digest(tmp_path) is None
+    (tmp_path / "train.log").write_text(
+        "[2026-12-07 21:06:52,487][train][INFO] - starting: cifar10_vgg16 -> /x\n"
+        f"[2026-12-07 21:06:52,487][train][INFO] - initial weights sha256 {'7b' * 32}\n"
+    )
+    assert initial_weights_digest(tmp_path) == "7b" * 32
+    (tmp_path / "summary.json").write_text(json.dumps({"initial_weights_sha256": "c" * 64}))
+    assert initial_weights_digest(tmp_path) == "c" * 64

@@ -51,7 +51,7 @@ def read_curves(spec: str) -> pd.DataFrame:
 
 def machine(curves: pd.DataFrame) -> pd.Series:
     cpu = curves["cpu"] if "cpu" in curves else pd.Series(index=curves.index, dtype=object)
-    return cpu.fillna("not recorded")
+    return cpu.astype(object).fillna("not recorded")
 
 
 def paired(before: pd.DataFrame, after: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFrame:

@@ -59,7 +59,14 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from src.launch import epochs_done, read_config, read_metrics, read_summary, train_command  # noqa: E402
+from src.launch import (  # noqa: E402
+    epochs_done,
+    initial_weights_digest,
+    read_config,
+    read_metrics,
+    read_summary,
+    train_command,
+)
 from src.launch import launch as launch_run  # noqa: E402
 
 EXPERIMENT = "cifar10_keras_cnn"
@@ -263,7 +270,7 @@ def collect_full_length(args) -> int:
                 mu=cfg.optim.mu if grda else None,
                 c=cfg.optim.c if grda else 0.0,
                 seed=cfg.seed,
-                initial_weights_sha256=summary.get("initial_weights_sha256"),
+                initial_weights_sha256=initial_weights_digest(out),
                 data_seed=cfg.get("data_seed"),  # None: drawn from seed
                 cpu=(summary.get("environment") or {}).get("cpu"),
             )
