@@ -488,8 +488,11 @@ def test_vgg16_collect_keeps_runs_this_machine_lacks(tmp_path):
     assert last == {"SGD": 5, "gRDA mu=0.51": 4, "gRDA mu=0.7": 4}
     assert (curves[curves.optimizer == "SGD"].train_loss == 1.0).all()  # the run here reaches further: its rows
     assert (curves[curves.optimizer != "SGD"].train_loss == 9.0).all()  # written rows kept
-    assert "gRDA mu=0.7: epoch 2 here, 4 written; the written rows kept" in proc.stdout
-    assert "gRDA mu=0.51: no run here; its 4 written rows kept" in proc.stdout
+    assert curves.optimizer.unique().tolist() == ["SGD", "gRDA mu=0.51", "gRDA mu=0.7"]  # the runs' order
+    assert "gRDA mu=0.7 (seed 1, data_seed of seed): epoch 2 here, 4 written; written rows kept" in proc.stdout
+    assert "gRDA mu=0.51 (seed 1, data_seed of seed): no run here; its 4 written rows kept" in proc.stdout
+    empty = subprocess.run(cmd[:-1] + [str(tmp_path / "nothing"), "--out", str(out)], cwd=ROOT, capture_output=True)
+    assert empty.returncode == 1 and b"error: no vgg16 runs under" in empty.stderr
 
 
 def _band_figure_module():
@@ -601,8 +604,9 @@ def test_compare_machines_differences_and_z(tmp_path):
         dict(optimizer="SGD", seed=1, data_seed=None, epoch=[1, 2], initial_weights_sha256="a" * 64)
     ).assign(train_loss=[2.2, 2.0], test_acc=[20.0, 25.0], sparsity=0.0)
     after = before.assign(train_loss=[2.2, 2.1], cpu="cpu B")
-    before.to_csv(tmp_path / "before.csv", index=False)
-    after.to_csv(tmp_path / "after.csv", index=False)
+    kept = before.assign(optimizer="gRDA mu=0.7", mu=0.7)  # a run the later file kept from the earlier machine
+    pd.concat([before, kept]).to_csv(tmp_path / "before.csv", index=False)
+    pd.concat([after, kept]).to_csv(tmp_path / "after.csv", index=False)
     out = tmp_path / "machines"
     cmd = [sys.executable, "scripts/analysis/compare_machines.py", "--before", str(tmp_path / "before.csv")]
     proc = subprocess.run(
@@ -610,6 +614,8 @@ def test_compare_machines_differences_and_z(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     both = pd.read_csv(out.with_suffix(".csv"))
+    assert both.optimizer.tolist() == ["SGD", "SGD"]
+    assert "gRDA mu=0.7: not compared, both files give it the cpu 'not recorded'" in proc.stdout
     assert both.train_loss_diff.tolist() == pytest.approx([0.0, 0.1])
     z = (2.1 - sgd.train_loss_mean[1]) / sgd.train_loss_std[1]
     assert both.train_loss_z_after[1] == pytest.approx(z, rel=1e-4)

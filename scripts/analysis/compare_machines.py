@@ -7,7 +7,8 @@ how far CPU rounding alone moves a run, beside how far the authors' repeats spre
 
 --before and --after are curves CSVs as `scripts/runs/cifar10_runs.py collect --setting vgg16` writes them; either
 may be REV:PATH, read with `git show` (the committed curves of an earlier machine). A run is matched by its
-optimizer label, seed and data_seed, and must start from the same initial weights (sha256) in both files.
+optimizer label, seed and data_seed, and must start from the same initial weights (sha256) in both files; a run
+whose two files give it the same cpu (one the later file kept from the earlier machine) is left out.
 
 Per run and epoch: train loss, test accuracy and % zeros on each machine, after − before, and each machine's z
 against the authors' repeats (ours − their mean, over their standard deviation). Their repeats share one seed and
@@ -62,7 +63,14 @@ def paired(before: pd.DataFrame, after: pd.DataFrame, authors: pd.DataFrame) -> 
     both = b.merge(a, on=RUN + ["epoch"], suffixes=("_before", "_after"), how="inner")
     if both.empty:
         sys.exit("error: the two files share no run and epoch (runs are matched by optimizer, seed and data_seed)")
-    differ = both["initial_weights_sha256_before"] != both["initial_weights_sha256_after"]
+    same = both["cpu_before"] == both["cpu_after"]  # a run the later file kept from the earlier machine, or unknown
+    for name, cpu in both.loc[same, ["optimizer", "cpu_after"]].drop_duplicates().itertuples(index=False):
+        print(f"{name}: not compared, both files give it the cpu '{cpu}'")
+    both = both[~same]
+    if both.empty:
+        sys.exit("error: no run of the two files ran on two machines (the cpu column tells them apart)")
+    digests = both[["initial_weights_sha256_before", "initial_weights_sha256_after"]]
+    differ = digests.notna().all(axis=1) & (digests.iloc[:, 0] != digests.iloc[:, 1])
     if differ.any():
         runs = sorted(both.loc[differ, "optimizer"].unique())
         sys.exit(f"error: {', '.join(runs)} started from other initial weights in the two files; not one run")

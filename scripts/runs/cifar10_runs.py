@@ -68,6 +68,7 @@ from src.launch import (  # noqa: E402
     train_command,
 )
 from src.launch import launch as launch_run  # noqa: E402
+from src.run_log import cpu_model  # noqa: E402
 
 EXPERIMENT = "cifar10_keras_cnn"
 # The experiment of each setting; the Keras CNN's unless named here.
@@ -253,7 +254,8 @@ CURVES_COLUMNS = [
 def collect_full_length(args) -> int:
     """Every finished epoch of the VGG16 or WRN runs: test_acc and sparsity (exact zeros over all parameters) in %,
     train_loss the epoch's mean training loss (train mode, as the authors log it), the sha256 of each run's
-    initial weights (equal digests: the runs started from the same weights) and the processor it ran on.
+    initial weights (equal digests: the runs started from the same weights) and the processor of the run's last
+    process (this machine's while its first process is still training).
 
     Rows already in the output file are kept for every run that has no directory here, or whose run here has fewer
     epochs (a session on a new machine that carries one run forward, or restarts one, loses none of the others)."""
@@ -272,40 +274,61 @@ def collect_full_length(args) -> int:
                 seed=cfg.seed,
                 initial_weights_sha256=initial_weights_digest(out),
                 data_seed=cfg.get("data_seed"),  # None: drawn from seed
-                cpu=(summary.get("environment") or {}).get("cpu"),
+                cpu=summary.get("environment", {}).get("cpu") if summary else cpu_model(),
             )
         )
     preset = experiment(args.setting)
-    out = args.out or ROOT / "results" / f"{preset}_curves.csv"
-    if out.is_file():
-        frames = keep_longer_rows(frames, pd.read_csv(out))
     if not frames:
         sys.exit(
             f"error: no {args.setting} runs under '{args.runs_dir / preset}'; start them with: "
             f"{Path(__file__).name} run --setting {args.setting}"
         )
-    return write_curves(pd.concat(frames, ignore_index=True), out, CURVES_COLUMNS)
+    out = args.out or ROOT / "results" / curves_name(args.setting)
+    if out.is_file():
+        frames = keep_longer_rows(frames, pd.read_csv(out))
+    order = {label: i for i, (setting, _, label, _) in reversed(list(enumerate(RUNS))) if setting == args.setting}
+    curves = pd.concat(frames, ignore_index=True)
+    curves = curves.sort_values(
+        ["optimizer", "seed", "data_seed", "epoch"], key=lambda c: c.map(order) if c.name == "optimizer" else c
+    )
+    return write_curves(curves, out, CURVES_COLUMNS)
+
+
+def curves_name(setting: str) -> str:
+    """results/<preset>_curves.csv for a main setting; a test setting's own file beside it (..._redraw_curves.csv)."""
+    preset = experiment(setting)
+    main = next(s for s, p in EXPERIMENTS.items() if p == preset)  # the first setting of a preset is its main one
+    return f"{preset}_curves.csv" if setting == main else f"{preset}_{setting.split('_', 1)[1]}_curves.csv"
+
+
+RUN_KEY = ["optimizer", "seed", "data_seed"]
 
 
 def keep_longer_rows(frames: list, written: pd.DataFrame) -> list:
     """The runs found here, each replaced by its rows in ``written`` where those reach further, plus the runs
     ``written`` has and this machine does not (a run is its optimizer label, seed and data_seed)."""
+    missing = [c for c in RUN_KEY[:2] if c not in written]  # no data_seed column: every run drew it from its seed
+    if missing:
+        sys.exit(f"error: the curves file written before has no {', '.join(missing)} column; move it aside first")
 
     def key(df: pd.DataFrame) -> tuple:
         row = df.iloc[0]
         return row["optimizer"], row["seed"], None if pd.isna(row["data_seed"]) else row["data_seed"]
 
-    written = written.reindex(columns=CURVES_COLUMNS)  # a file from before a column was added lacks it
-    earlier = {key(df): df for _, df in written.groupby(["optimizer", "seed", "data_seed"], dropna=False, sort=False)}
+    def name(k: tuple) -> str:
+        return f"{k[0]} (seed {k[1]:g}, data_seed {'of seed' if k[2] is None else format(k[2], 'g')})"
+
+    written = written.reindex(columns=CURVES_COLUMNS)  # a file from before the data_seed or cpu column lacks it
+    earlier = {key(df): df for _, df in written.groupby(RUN_KEY, dropna=False, sort=False)}
     merged = []
     for df in frames:
         old = earlier.pop(key(df), None)
         if old is not None and old["epoch"].max() > df["epoch"].max():
-            print(f"{key(df)[0]}: epoch {df['epoch'].max()} here, {old['epoch'].max()} written; the written rows kept")
+            print(f"{name(key(df))}: epoch {df['epoch'].max()} here, {old['epoch'].max()} written; written rows kept")
             df = old
         merged.append(df)
     for k, df in earlier.items():
-        print(f"{k[0]}: no run here; its {len(df)} written rows kept")
+        print(f"{name(k)}: no run here; its {len(df)} written rows kept")
         merged.append(df)
     return merged
 
