@@ -12,7 +12,8 @@ difference between our runs and theirs acted on test accuracy alone (the test im
 would sit above or below theirs for SGD and gRDA alike; if it acted through training, ours would move along the line.
 
 Ours: every run in results/cifar10_vgg16_curves.csv and cifar10_vgg16_redraw_curves.csv, and the runs on the
-quality-40 copy in cifar10_vgg16_q40_curves.csv (named "..., q40"), at the epochs of the authors' table.
+quality-40 copy in cifar10_vgg16_q40_curves.csv (named "..., q40"), and the first machine's three main runs in
+cifar10_vgg16_first_machine_curves.csv (named "..., first machine"), at the epochs of the authors' table.
 
 Writes results/cifar10_vgg16_acc_given_loss.csv (one row per run and epoch, theirs and ours, with the fit),
 results/cifar10_vgg16_acc_given_loss.md and results/figures/vgg16_acc_given_loss.png.
@@ -56,6 +57,8 @@ def their_runs(results: Path) -> pd.DataFrame:
 def our_runs(results: Path) -> pd.DataFrame:
     runs = our_curves(results)
     runs = runs[(runs["optimizer"] == "SGD") | (runs["c"] == C)]
+    # one run in two files (the first machine's gRDA runs, still the main file's too) counts once, as the first file's
+    runs = runs.drop_duplicates(["optimizer", "seed", "data_seed", "epoch", "train_loss", "test_acc"])
     return pd.DataFrame(
         {
             "source": "ours",

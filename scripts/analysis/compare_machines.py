@@ -2,11 +2,12 @@
 """The same VGG16 run (same command, seed, initial weights and data order) trained on two machines, epoch by epoch:
 how far CPU rounding alone moves a run, beside how far the authors' repeats spread.
 
-    python scripts/analysis/compare_machines.py --before 48fc377:results/cifar10_vgg16_curves.csv \
+    python scripts/analysis/compare_machines.py --before results/cifar10_vgg16_first_machine_curves.csv \
         [--after results/cifar10_vgg16_curves.csv] [--out results/cifar10_vgg16_machines]
 
 --before and --after are curves CSVs as `scripts/runs/cifar10_runs.py collect --setting vgg16` writes them; either
-may be REV:PATH, read with `git show` (the committed curves of an earlier machine). A run is matched by its
+may be REV:PATH, read with `git show` (e.g. 48fc377:results/cifar10_vgg16_curves.csv, the committed curves of the
+first machine, which results/cifar10_vgg16_first_machine_curves.csv copies). A run is matched by its
 optimizer label, seed and data_seed, and must start from the same initial weights (sha256) in both files; a run
 whose two files give it the same cpu (one the later file kept from the earlier machine) is left out.
 

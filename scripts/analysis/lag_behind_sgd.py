@@ -12,7 +12,9 @@ the initial weights) would cancel in it, though the lag still varies from draw t
 - Ours: paired on one draw (the same seed and data_seed: the same initial weights, data order, augmentation and
   dropout), from results/cifar10_vgg16_curves.csv and results/cifar10_vgg16_redraw_curves.csv; and, where
   results/cifar10_vgg16_q40_curves.csv is there, the first draw on CIFAR-10 re-encoded at JPEG quality 40
-  (cifar10_runs.py --setting vgg16_q40), named "..., q40".
+  (cifar10_runs.py --setting vgg16_q40), named "..., q40"; and results/cifar10_vgg16_first_machine_curves.csv,
+  the three main runs as the first machine trained them (epochs 1-10), named "..., first machine": all three ran
+  on one machine there, while the main file's SGD ran on another (results/cifar10_vgg16.md).
 - Theirs: their repeats all start from one initialisation and one nominal data order and differ only through what
   their code does not seed (results/cifar10_vgg16.md), so no gRDA repeat pairs with one SGD repeat: every gRDA
   repeat minus every SGD repeat (9 x 9 differences), from results/authors_early_repeats.csv.
@@ -32,8 +34,15 @@ from typing import List, Optional
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-# our curves (the first required) -> what their draws' names add: the q40 runs are the first draw on other data
-OURS = {"cifar10_vgg16_curves.csv": "", "cifar10_vgg16_redraw_curves.csv": "", "cifar10_vgg16_q40_curves.csv": ", q40"}
+# our curves (the first required) -> what their draws' names add: the q40 runs are the first draw on other data;
+# the first machine's are the three main runs as an AMD EPYC trained them to epoch 10 (the main file's SGD is a
+# second machine's since the eleventh session, paired there with the first machine's gRDA runs)
+OURS = {
+    "cifar10_vgg16_curves.csv": "",
+    "cifar10_vgg16_redraw_curves.csv": "",
+    "cifar10_vgg16_q40_curves.csv": ", q40",
+    "cifar10_vgg16_first_machine_curves.csv": ", first machine",
+}
 AUTHORS = "authors_early_repeats.csv"
 C = 0.0005  # the authors' VGG16 gRDA runs compared (make_band_figure's study)
 # metric -> (title, sign): lag = sign * (gRDA - SGD), positive when gRDA is behind
