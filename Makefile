@@ -76,11 +76,12 @@ imagenet-table: setup  ## results/imagenet_table.{md,csv} from runs/imagenet_res
 cifar-table: setup  ## results/cifar_table.{md,csv} from runs/cifar*_wrn28x10
 	$(PY) scripts/figures/make_tables.py cifar
 
-cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 and the first WRN epochs from the committed CSVs -> results/figures/ (and VGG16's gRDA-vs-SGD lag, its test accuracy at a given train loss)
+cifar-figure: setup  ## ours on the authors' per-epoch curves: WRN runs in runs/, VGG16 and the first WRN epochs from the committed CSVs -> results/figures/ (and VGG16's gRDA-vs-SGD lag, its test accuracy at a given train loss, its runs on two machines)
 	$(PY) scripts/figures/make_wrn_figure.py
 	$(PY) scripts/figures/make_band_figure.py --model vgg16
 	$(PY) scripts/analysis/lag_behind_sgd.py
 	$(PY) scripts/analysis/acc_given_loss.py
+	$(PY) scripts/analysis/compare_machines.py --before results/cifar10_vgg16_first_machine_curves.csv
 	if [ -f results/cifar10_wrn28x10_curves.csv ]; then $(PY) scripts/figures/make_band_figure.py --model wrn28x10; fi
 
 cifar10-vgg16-runs: setup  ## the authors' VGG16 runs (SGD, gRDA mu 0.51 / 0.7): first VGG_EPOCHS of 600 epochs; rerun to resume (VGG_ONLY)

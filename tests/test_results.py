@@ -629,6 +629,19 @@ def test_compare_machines_differences_and_z(tmp_path):
     assert proc.returncode == 1 and "SGD started from other initial weights" in proc.stderr
 
 
+def test_committed_machines_table_is_what_the_script_computes(tmp_path):
+    """results/cifar10_vgg16_machines.* is what `make cifar-figure` makes from the committed curves."""
+    out = tmp_path / "cifar10_vgg16_machines"
+    cmd = [sys.executable, "scripts/analysis/compare_machines.py", "--out", str(out)]
+    proc = subprocess.run(
+        cmd + ["--before", "results/cifar10_vgg16_first_machine_curves.csv"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    for suffix in (".csv", ".md"):
+        committed = (ROOT / "results" / "cifar10_vgg16_machines").with_suffix(suffix)
+        assert out.with_suffix(suffix).read_text() == committed.read_text(), f"rerun make cifar-figure: {committed}"
+
+
 def test_initial_weights_digest_while_the_first_process_trains(tmp_path):
     """Before summary.json exists, the digest train.log printed at the start; summary.json's once it does."""
     from src.launch import initial_weights_digest
